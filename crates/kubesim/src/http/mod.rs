@@ -1,0 +1,492 @@
+//! The HTTP face of the cluster: the Kubernetes REST protocol over plain HTTP on loopback.
+//!
+//! - `route.rs`: which resource a path addresses;
+//! - `discovery.rs` and `openapi.rs`: what the server tells clients about itself;
+//! - `watch.rs`: the chunked watch stream;
+//! - this file: request decoding, dispatch to [`Cluster`] and response encoding.
+
+pub mod discovery;
+pub mod openapi;
+pub mod route;
+mod watch;
+
+use crate::cluster::{
+    Cluster, DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Subresource,
+    WriteOptions, Written,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::resources::ResourceType;
+use crate::table;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use route::{Route, Target};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest request body accepted (the real server's limit is 3 MiB for etcd objects).
+const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// What every request handler shares.
+pub struct Shared {
+    /// The cluster state.
+    pub cluster: Arc<Cluster>,
+    /// `host:port` the server listens on.
+    pub address: String,
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+    /// Flips to `true` when the server shuts down, ending open watches.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+type Query = HashMap<String, String>;
+
+/// The single entry point for every request.
+pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let query: Query = parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(&ApiError {
+                code: 413,
+                reason: "RequestEntityTooLarge",
+                ..ApiError::bad_request("the request body is too large")
+            });
+        }
+    };
+    let path = parts.uri.path().to_string();
+    let method = parts.method.clone();
+    let result = dispatch(&shared, &method, &path, &query, &parts.headers, body).await;
+    let response = result.unwrap_or_else(|e| error_response(&e));
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let registry = shared.cluster.registry();
+    let accept = header_str(headers, header::ACCEPT);
+    let route = route::parse(path, &registry).ok_or_else(ApiError::no_route)?;
+    if !matches!(route, Route::Resource(_)) && method != Method::GET {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {path})"
+        )));
+    }
+    match route {
+        Route::Version => Ok(json_response(StatusCode::OK, &version())),
+        Route::Health => Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("ok"))
+            .expect("response")),
+        Route::CoreVersions | Route::Groups => {
+            let core = matches!(route, Route::CoreVersions);
+            match discovery::aggregated_version(accept) {
+                Some(v) => {
+                    let mut r =
+                        json_response(StatusCode::OK, &discovery::aggregated(&registry, core, v));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_str(&discovery::aggregated_content_type(v))
+                            .expect("header"),
+                    );
+                    Ok(r)
+                }
+                None if core => Ok(json_response(
+                    StatusCode::OK,
+                    &discovery::core_versions(&shared.address),
+                )),
+                None => Ok(json_response(StatusCode::OK, &discovery::groups(&registry))),
+            }
+        }
+        Route::Group(g) => discovery::group(&registry, &g)
+            .map(|v| json_response(StatusCode::OK, &v))
+            .ok_or_else(ApiError::no_route),
+        Route::ResourceList { group, version } => {
+            discovery::resource_list(&registry, &group, &version)
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or_else(ApiError::no_route)
+        }
+        Route::OpenApiV2 => Err(ApiError::no_route()),
+        Route::OpenApiV3Index => Ok(json_response(StatusCode::OK, &openapi::index(&registry))),
+        Route::OpenApiV3 { group, version } => {
+            if registry.in_group_version(&group, &version).next().is_none() {
+                return Err(ApiError::no_route());
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &openapi::document(&registry, &group, &version),
+            ))
+        }
+        Route::Resource(target) => {
+            let rt = target
+                .resource_type(&registry)
+                .ok_or_else(ApiError::no_route)?;
+            resource(shared, method, &rt, &target, query, headers, body).await
+        }
+    }
+}
+
+/// The `/version` answer. Its `minor` decides which kubectl a version-dispatching kubectl runs.
+pub fn version() -> Value {
+    let (major, minor) = crate::KUBERNETES_VERSION
+        .trim_start_matches('v')
+        .split_once('.')
+        .map(|(a, b)| {
+            (
+                a.to_string(),
+                b.split('.').next().unwrap_or("0").to_string(),
+            )
+        })
+        .unwrap_or(("1".into(), "32".into()));
+    json!({
+        "major": major,
+        "minor": minor,
+        "gitVersion": crate::KUBERNETES_VERSION,
+        "gitCommit": "kubesim",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.23.0",
+        "compiler": "gc",
+        "platform": "linux/amd64"
+    })
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn wants_table(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT)
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+fn write_options(query: &Query, headers: &HeaderMap) -> ApiResult<WriteOptions> {
+    let field_validation = match query.get("fieldValidation").map(String::as_str) {
+        None | Some("") | Some("Warn") => FieldValidation::Warn,
+        Some("Ignore") => FieldValidation::Ignore,
+        Some("Strict") => FieldValidation::Strict,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\" or \"Strict\", got {other:?}"
+            )));
+        }
+    };
+    let user_agent = header_str(headers, header::USER_AGENT);
+    let default_manager = user_agent.split('/').next().unwrap_or_default();
+    let manager = query
+        .get("fieldManager")
+        .cloned()
+        .or_else(|| (!default_manager.is_empty()).then(|| default_manager.to_string()));
+    if manager.as_ref().is_some_and(|m| m.len() > 128) {
+        return Err(ApiError::bad_request(
+            "fieldManager must be at most 128 characters",
+        ));
+    }
+    Ok(WriteOptions {
+        field_manager: manager,
+        field_validation,
+        dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+    })
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    let content_type = header_str(headers, header::CONTENT_TYPE);
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return crate::protobuf::decode(body).map_err(|e| {
+            ApiError::unsupported_media_type(format!(
+                "this server decodes protobuf request bodies only for namespaces: {e}"
+            ))
+        });
+    }
+    if body.is_empty() {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if content_type.contains("yaml") {
+        return serde_norway::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresource>> {
+    match target.subresource.as_deref() {
+        None => Ok(None),
+        Some("status") if rt.status_subresource => Ok(Some(Subresource::Status)),
+        Some("scale") if rt.scale.is_some() => Ok(Some(Subresource::Scale)),
+        Some(_) => Err(ApiError::no_route()),
+    }
+}
+
+async fn resource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    rt: &ResourceType,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let cluster = &shared.cluster;
+    if rt.namespaced && target.name.is_some() && target.namespace.is_none() {
+        return Err(ApiError::no_route());
+    }
+    let ns = target.namespace.clone().unwrap_or_default();
+    let sub = subresource(rt, target)?;
+    let table = wants_table(headers);
+    match (method.clone(), target.name.as_deref()) {
+        (Method::GET, None) => {
+            let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+            if watching {
+                return watch::serve(shared, rt, target.namespace.as_deref(), query, table);
+            }
+            let opts = ListOptions {
+                label_selector: query.get("labelSelector").cloned(),
+                field_selector: query.get("fieldSelector").cloned(),
+                limit: query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+                continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
+            };
+            let page = cluster.list(rt, target.namespace.as_deref(), &opts)?;
+            let rv = page.resource_version.to_string();
+            if table {
+                let columns = columns_for(rt);
+                let include = include_object(query);
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(
+                        &columns,
+                        &page.items,
+                        &rv,
+                        page.continue_token.as_deref(),
+                        include,
+                        chrono::Utc::now(),
+                    ),
+                ));
+            }
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(c) = &page.continue_token {
+                metadata["continue"] = json!(c);
+                metadata["remainingItemCount"] = json!(page.remaining.unwrap_or(0));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "apiVersion": rt.api_version(),
+                    "kind": format!("{}List", rt.kind),
+                    "metadata": metadata,
+                    "items": page.items,
+                }),
+            ))
+        }
+        (Method::GET, Some(name)) => {
+            let obj = match sub {
+                Some(Subresource::Scale) => cluster.get_scale(rt, &ns, name)?,
+                _ => cluster.get(rt, &ns, name)?,
+            };
+            if table && sub.is_none() {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &table::table(
+                        &columns_for(rt),
+                        std::slice::from_ref(&obj),
+                        &rv,
+                        None,
+                        include_object(query),
+                        chrono::Utc::now(),
+                    ),
+                ));
+            }
+            Ok(json_response(StatusCode::OK, &obj))
+        }
+        (Method::POST, None) => {
+            if sub.is_some() {
+                return Err(ApiError::method_not_allowed(
+                    "POST is not allowed on subresources",
+                ));
+            }
+            let obj = parse_body(headers, &body)?;
+            let opts = write_options(query, headers)?;
+            let written = cluster.create(rt, &ns, obj, &opts)?;
+            Ok(written_response(written))
+        }
+        (Method::PUT, Some(name)) => {
+            let obj = parse_body(headers, &body)?;
+            let opts = write_options(query, headers)?;
+            let written = cluster.update(rt, &ns, name, obj, sub, &opts)?;
+            Ok(written_response(written))
+        }
+        (Method::PATCH, Some(name)) => {
+            let content_type = header_str(headers, header::CONTENT_TYPE);
+            let kind = match content_type.split(';').next().unwrap_or("").trim() {
+                "application/json-patch+json" => PatchKind::Json,
+                "application/merge-patch+json" | "" => PatchKind::Merge,
+                "application/strategic-merge-patch+json" => PatchKind::Strategic,
+                "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                    PatchKind::Apply {
+                        force: query.get("force").is_some_and(|f| f == "true"),
+                    }
+                }
+                other => {
+                    return Err(ApiError::unsupported_media_type(format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
+                    )));
+                }
+            };
+            let patch = parse_body(headers, &body)?;
+            let opts = write_options(query, headers)?;
+            let written = cluster.patch(rt, &ns, name, kind, &patch, sub, &opts)?;
+            Ok(written_response(written))
+        }
+        (Method::DELETE, name) => {
+            let opts = delete_options(query, &body)?;
+            match name {
+                Some(name) => {
+                    let deleted = cluster.delete(rt, &ns, name, &opts)?;
+                    if deleted.gone {
+                        Ok(json_response(
+                            StatusCode::OK,
+                            &json!({
+                                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                                "status": "Success",
+                                "details": {"name": name, "group": rt.group, "kind": rt.plural,
+                                            "uid": deleted.object["metadata"]["uid"]}
+                            }),
+                        ))
+                    } else {
+                        Ok(json_response(StatusCode::OK, &deleted.object))
+                    }
+                }
+                None => {
+                    let list = ListOptions {
+                        label_selector: query.get("labelSelector").cloned(),
+                        field_selector: query.get("fieldSelector").cloned(),
+                        ..Default::default()
+                    };
+                    let items =
+                        cluster.delete_collection(rt, target.namespace.as_deref(), &list, &opts)?;
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({
+                            "apiVersion": rt.api_version(),
+                            "kind": format!("{}List", rt.kind),
+                            "metadata": {"resourceVersion": cluster.resource_version().to_string()},
+                            "items": items,
+                        }),
+                    ))
+                }
+            }
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        ))),
+    }
+}
+
+fn delete_options(query: &Query, body: &Bytes) -> ApiResult<DeleteOptions> {
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let policy = body["propagationPolicy"]
+        .as_str()
+        .or(query.get("propagationPolicy").map(String::as_str));
+    let orphan = body["orphanDependents"].as_bool() == Some(true)
+        || query.get("orphanDependents").is_some_and(|o| o == "true");
+    let propagation = match policy {
+        Some("Foreground") => Propagation::Foreground,
+        Some("Orphan") => Propagation::Orphan,
+        Some("Background") => Propagation::Background,
+        None if orphan => Propagation::Orphan,
+        None => Propagation::Background,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy must be Foreground, Background or Orphan, got {other:?}"
+            )));
+        }
+    };
+    let dry_run = query.get("dryRun").is_some_and(|d| d == "All")
+        || body["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d == "All"));
+    Ok(DeleteOptions {
+        propagation,
+        uid: body["preconditions"]["uid"].as_str().map(String::from),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
+        dry_run,
+    })
+}
+
+fn include_object(query: &Query) -> table::IncludeObject {
+    match query.get("includeObject").map(String::as_str) {
+        Some("None") => table::IncludeObject::None,
+        Some("Object") => table::IncludeObject::Object,
+        _ => table::IncludeObject::Metadata,
+    }
+}
+
+pub(crate) fn columns_for(rt: &ResourceType) -> Vec<table::Column> {
+    if rt.custom {
+        table::crd_columns(&rt.printer_columns)
+    } else {
+        table::builtin_columns(&rt.kind)
+    }
+}
+
+fn written_response(written: Written) -> Response {
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut r = json_response(status, &written.object);
+    for w in &written.warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(value).unwrap_or_default()))
+        .expect("valid response")
+}
+
+/// A `Status` error response.
+pub fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &e.to_status())
+}
