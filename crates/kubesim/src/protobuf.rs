@@ -12,9 +12,10 @@
 //! 12 annotations, 13 ownerReferences, 14 finalizers, 17 managedFields
 //! (ignored).
 //!
-//! Only `Namespace` bodies are decoded fully (`spec.finalizers`,
-//! `status.phase`); any other kind decodes to its metadata when its other
-//! fields are all empty, and is otherwise [`ProtobufError::UnsupportedKind`].
+//! `Namespace` (`spec.finalizers`, `status.phase`), `ConfigMap` and `Secret`
+//! bodies are decoded fully; any other kind decodes to its metadata when its
+//! other fields are all empty, and is otherwise
+//! [`ProtobufError::UnsupportedKind`].
 
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
@@ -273,12 +274,63 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         return Ok(Value::Object(obj));
     }
 
+    if api_version == "v1" && (kind == "ConfigMap" || kind == "Secret") {
+        decode_data_object(&kind, raw, &mut obj)?;
+        return Ok(Value::Object(obj));
+    }
+
     let empty = |b: Option<&[u8]>| b.is_none_or(is_semantically_empty);
     if empty(spec) && empty(status) && others_empty {
         Ok(Value::Object(obj))
     } else {
         Err(ProtobufError::UnsupportedKind(kind))
     }
+}
+
+/// ConfigMap (2 data, 3 binaryData, 4 immutable) and Secret (2 data, 3 type, 4 stringData,
+/// 5 immutable): maps are repeated entries of {1 key, 2 value}; bytes values become base64.
+fn decode_data_object(
+    kind: &str,
+    raw: &[u8],
+    obj: &mut Map<String, Value>,
+) -> Result<(), ProtobufError> {
+    use base64::Engine;
+    let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
+    let mut maps: Map<String, Value> = Map::new();
+    for (num, v) in fields(raw)? {
+        let (field, bytes_values) = match (kind, num) {
+            ("ConfigMap", 2) => ("data", false),
+            ("ConfigMap", 3) => ("binaryData", true),
+            ("Secret", 2) => ("data", true),
+            ("Secret", 4) => ("stringData", false),
+            ("Secret", 3) => {
+                obj.insert("type".into(), Value::String(string_of(num, v)?));
+                continue;
+            }
+            ("ConfigMap", 4) | ("Secret", 5) => {
+                obj.insert("immutable".into(), Value::Bool(varint_of(num, v)? != 0));
+                continue;
+            }
+            _ => continue,
+        };
+        let mut key = String::new();
+        let mut value = Value::String(String::new());
+        for (n, ev) in fields(bytes_of(num, v)?)? {
+            match n {
+                1 => key = string_of(n, ev)?,
+                2 if bytes_values => value = b64(bytes_of(n, ev)?),
+                2 => value = Value::String(string_of(n, ev)?),
+                _ => {}
+            }
+        }
+        maps.entry(field)
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .expect("object")
+            .insert(key, value);
+    }
+    obj.extend(maps);
+    Ok(())
 }
 
 fn decode_time(buf: &[u8]) -> Result<Option<String>, ProtobufError> {
@@ -509,10 +561,13 @@ mod tests {
     }
 
     #[test]
-    fn real_kubectl_create_configmap_is_unsupported() {
+    fn real_kubectl_create_configmap_keeps_its_data() {
+        let v = decode(&unhex(REAL_CREATE_CONFIGMAP)).unwrap();
         assert_eq!(
-            decode(&unhex(REAL_CREATE_CONFIGMAP)),
-            Err(ProtobufError::UnsupportedKind("ConfigMap".into()))
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "cm1", "namespace": "default"},
+                   "data": {"a": "b"}})
         );
     }
 

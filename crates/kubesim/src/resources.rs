@@ -62,10 +62,23 @@ impl ResourceType {
 
     /// The key objects of this type are stored under (version-independent).
     pub fn key(&self) -> TypeKey {
+        if self.is_events_v1() {
+            // events.k8s.io/v1 Events are core Events seen through a conversion, as on a
+            // real server: both APIs show the same objects.
+            return TypeKey {
+                group: String::new(),
+                plural: "events".into(),
+            };
+        }
         TypeKey {
             group: self.group.clone(),
             plural: self.plural.clone(),
         }
+    }
+
+    /// Whether this is `events.k8s.io/v1` `Event`, stored as a core `Event`.
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     /// `plural.group` (or just `plural` for the core group), as error messages name it.

@@ -11,6 +11,7 @@
 
 mod builtin;
 mod delete;
+mod events;
 mod read;
 mod watch;
 mod write;

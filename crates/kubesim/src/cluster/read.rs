@@ -44,6 +44,9 @@ pub(crate) fn rv_of(obj: &Value) -> u64 {
 /// The object as served at the version of `rt` (custom resources with several versions are
 /// stored once; the versions differ only in `apiVersion`).
 pub(crate) fn served(rt: &ResourceType, mut obj: Value) -> Value {
+    if rt.is_events_v1() {
+        return super::events::core_to_v1(obj);
+    }
     obj["apiVersion"] = Value::String(rt.api_version());
     obj["kind"] = Value::String(rt.kind.clone());
     obj

@@ -133,6 +133,9 @@ impl Cluster {
             ));
         }
         check_type(rt, &obj)?;
+        if rt.is_events_v1() {
+            obj = super::events::v1_to_core(obj);
+        }
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
@@ -353,7 +356,7 @@ impl Cluster {
                 let ops: json_patch::Patch = serde_json::from_value(body.clone())
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
                 let mut target = view.clone();
-                json_patch::patch(&mut target, &ops).map_err(|e| {
+                json_patch_lenient(&mut target, &ops).map_err(|e| {
                     ApiError::invalid(
                         &rt.group,
                         &rt.kind,
@@ -448,6 +451,24 @@ impl Cluster {
         let obj = self.get(rt, namespace, name)?;
         Ok(scale_of(rt, &obj))
     }
+}
+
+/// RFC 6902 as the real server applies it: a `test` for `null` passes when the path is absent
+/// (kube-rs' finalizer helper relies on that).
+fn json_patch_lenient(
+    target: &mut Value,
+    ops: &json_patch::Patch,
+) -> Result<(), json_patch::PatchError> {
+    for op in ops.iter() {
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && target.pointer(t.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(target, std::slice::from_ref(op))?;
+    }
+    Ok(())
 }
 
 fn apply_manager(opts: &WriteOptions) -> ApiResult<&str> {
@@ -658,6 +679,9 @@ impl State {
         }
         new["apiVersion"] = json!(rt.api_version());
         new["kind"] = json!(rt.kind);
+        if rt.is_events_v1() {
+            new = super::events::v1_to_core(new);
+        }
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
