@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod schema;
 pub mod stream;
 pub mod tenant;
+pub mod validate;
 
 pub use condition::{Condition, ConditionStatus};
 pub use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

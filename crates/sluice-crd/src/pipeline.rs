@@ -105,8 +105,9 @@ pub struct PipelineSpec {
     /// Scales every route to zero while true, keeping the consumer positions.
     #[serde(default)]
     pub suspend: bool,
-    /// Stream that receives events no sink could accept after all retries (poison events);
-    /// such events are retried forever when unset.
+    /// Stream that receives poison events (not JSON, a failing expression, refused by the
+    /// sink), with the error attached; when unset they are kept in the source stream under the
+    /// subject `sluice.<tenant>.<stream>.dead.<pipeline>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetter>,
     /// How events are grouped before delivery to a sink.
@@ -214,7 +215,8 @@ pub struct Sink {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NatsSink {
-    /// Subject to publish on, without wildcards, e.g. `alerts.payments`.
+    /// Subject to publish on, without wildcards, e.g. `alerts.payments`. It is relative to the
+    /// tenant's subject space: events are published on `sluice.<tenant>.<subject>`.
     #[schemars(length(min = 1, max = 255), regex(pattern = NATS_SUBJECT_PATTERN))]
     pub subject: String,
 }

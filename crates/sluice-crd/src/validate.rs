@@ -1,0 +1,378 @@
+//! Validation of specs beyond what the CRD schema can say (CEL that compiles, unique sink
+//! names, quantities that parse), shared by the API (before anything is written) and the
+//! operator (for objects created with kubectl). Each error names its field.
+
+use crate::{PipelineSpec, StreamSpec, TenantSpec};
+use sluice_core::{expr, names, quota};
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path from the object root, e.g. `spec.sinks[1].name`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Joins errors into one human sentence.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn name(&mut self, field: &str, value: &str) {
+        if let Some(m) = names::check_name(value, 63) {
+            self.add(field, m);
+        }
+    }
+}
+
+/// Problems of a pipeline spec.
+pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
+    let mut e = Errors(vec![]);
+    e.name("spec.source.stream", &spec.source.stream);
+    if let Some(filter) = &spec.filter
+        && let Err(m) = expr::check(filter)
+    {
+        e.add("spec.filter", m);
+    }
+    if let Some(p) = &spec.projection {
+        match (&p.fields, &p.expression) {
+            (Some(fields), None) => {
+                if fields.is_empty() {
+                    e.add("spec.projection.fields", "must list at least one field");
+                }
+                for (i, f) in fields.iter().enumerate() {
+                    if let Err(m) = expr::check_field_path(&f.path) {
+                        e.add(format!("spec.projection.fields[{i}].path"), m);
+                    }
+                }
+            }
+            (None, Some(x)) => {
+                if let Err(m) = expr::check(x) {
+                    e.add("spec.projection.expression", m);
+                }
+            }
+            _ => e.add(
+                "spec.projection",
+                "set exactly one of fields and expression",
+            ),
+        }
+    }
+    if spec.sinks.is_empty() {
+        e.add("spec.sinks", "must list at least one sink");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, sink) in spec.sinks.iter().enumerate() {
+        let at = format!("spec.sinks[{i}]");
+        e.name(&format!("{at}.name"), &sink.name);
+        if !seen.insert(sink.name.as_str()) {
+            e.add(
+                format!("{at}.name"),
+                format!("duplicate sink name {:?}", sink.name),
+            );
+        }
+        let kinds = [
+            sink.nats.is_some(),
+            sink.jetstream.is_some(),
+            sink.http.is_some(),
+            sink.postgres.is_some(),
+            sink.object_store.is_some(),
+            sink.file.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            e.add(
+                at.clone(),
+                "set exactly one sink kind: nats, jetstream, http, postgres, objectStore or file",
+            );
+        }
+        if let Some(n) = &sink.nats
+            && (n.subject.is_empty() || n.subject.contains(['*', '>', ' ']))
+        {
+            e.add(
+                format!("{at}.nats.subject"),
+                "must be a NATS subject without wildcards or spaces",
+            );
+        }
+        if let Some(j) = &sink.jetstream {
+            e.name(&format!("{at}.jetstream.stream"), &j.stream);
+        }
+        if let Some(h) = &sink.http
+            && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+        {
+            e.add(
+                format!("{at}.http.url"),
+                "must be an http:// or https:// URL",
+            );
+        }
+        if let Some(p) = &sink.postgres {
+            let ok = p.table.split('.').count() <= 2
+                && p.table.split('.').all(|part| {
+                    !part.is_empty()
+                        && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !part.starts_with(|c: char| c.is_ascii_digit())
+                });
+            if !ok {
+                e.add(
+                    format!("{at}.postgres.table"),
+                    "must be a table name, optionally schema-qualified (letters, digits, _)",
+                );
+            }
+        }
+        if let Some(f) = &sink.file
+            && f.path.is_some() == (f.stdout == Some(true))
+        {
+            e.add(
+                format!("{at}.file"),
+                "set exactly one of path and stdout: true",
+            );
+        }
+    }
+    if spec.parallelism < 0 {
+        e.add("spec.parallelism", "must be greater than or equal to 0");
+    }
+    if let Some(r) = &spec.resources {
+        for (part, amounts) in [("requests", &r.requests), ("limits", &r.limits)] {
+            let Some(a) = amounts else { continue };
+            if let Some(cpu) = &a.cpu
+                && let Err(m) = quota::parse_cpu_millis(&cpu.0)
+            {
+                e.add(format!("spec.resources.{part}.cpu"), m);
+            }
+            if let Some(mem) = &a.memory
+                && let Err(m) = quota::parse_memory_bytes(&mem.0)
+            {
+                e.add(format!("spec.resources.{part}.memory"), m);
+            }
+        }
+    }
+    if let Some(d) = &spec.dead_letter {
+        e.name("spec.deadLetter.stream", &d.stream);
+    }
+    e.0
+}
+
+/// What a pipeline asks of its tenant's quota: one pipeline, and `sinks × parallelism` workers
+/// each requesting the pipeline's CPU and memory requests (or the defaults). `suspended` is the
+/// pipeline's or its tenant's suspension.
+pub fn pipeline_demand(spec: &PipelineSpec, suspended: bool) -> quota::Usage {
+    let requests = spec.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let cpu = requests
+        .and_then(|r| r.cpu.as_ref())
+        .and_then(|q| quota::parse_cpu_millis(&q.0).ok())
+        .unwrap_or(quota::DEFAULT_WORKER_CPU_MILLIS);
+    let memory = requests
+        .and_then(|r| r.memory.as_ref())
+        .and_then(|q| quota::parse_memory_bytes(&q.0).ok())
+        .unwrap_or(quota::DEFAULT_WORKER_MEMORY_BYTES);
+    quota::pipeline_demand(
+        spec.sinks.len() as u64,
+        spec.parallelism.max(0) as u64,
+        suspended || spec.suspend,
+        cpu,
+        memory,
+    )
+}
+
+/// Problems of a stream spec.
+pub fn stream(spec: &StreamSpec) -> Vec<FieldError> {
+    let mut e = Errors(vec![]);
+    if spec.partitions < 1 {
+        e.add("spec.partitions", "must be at least 1");
+    }
+    if spec.replicas < 1 {
+        e.add("spec.replicas", "must be at least 1");
+    }
+    if let Some(r) = &spec.retention {
+        if let Some(age) = &r.max_age
+            && parse_duration_secs(age).is_none()
+        {
+            e.add(
+                "spec.retention.maxAge",
+                "must be a duration such as 90s, 30m, 24h or 7d",
+            );
+        }
+        if r.max_bytes.is_some_and(|b| b < 1) {
+            e.add("spec.retention.maxBytes", "must be at least 1");
+        }
+    }
+    e.0
+}
+
+/// Parses a duration such as `90s`, `30m`, `24h`, `7d`, `1h30m`, `500ms` into seconds
+/// (rounded up).
+pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    let mut total_ms: u64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else {
+            match rest.chars().next()? {
+                's' => (1_000, 1),
+                'm' => (60_000, 1),
+                'h' => (3_600_000, 1),
+                'd' => (86_400_000, 1),
+                _ => return None,
+            }
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
+        rest = &rest[len..];
+    }
+    Some(total_ms.div_ceil(1000))
+}
+
+/// Problems of a tenant: its name (it becomes the namespace `sluice-<name>`) and quota.
+pub fn tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
+    let mut e = Errors(vec![]);
+    if let Some(m) = names::check_name(name, names::MAX_TENANT_NAME) {
+        e.add("metadata.name", m);
+    }
+    let q = &spec.quota;
+    if let Some(cpu) = &q.cpu
+        && let Err(m) = quota::parse_cpu_millis(&cpu.0)
+    {
+        e.add("spec.quota.cpu", m);
+    }
+    if let Some(mem) = &q.memory
+        && let Err(m) = quota::parse_memory_bytes(&mem.0)
+    {
+        e.add("spec.quota.memory", m);
+    }
+    for (field, v) in [
+        ("spec.quota.maxPipelines", q.max_pipelines),
+        ("spec.quota.maxStreams", q.max_streams),
+        ("spec.quota.maxParallelism", q.max_parallelism),
+    ] {
+        if v.is_some_and(|v| v < 0) {
+            e.add(field, "must be greater than or equal to 0");
+        }
+    }
+    e.0
+}
+
+/// A tenant's quota as limits for the arithmetic (unparseable quantities do not constrain;
+/// [`tenant`] reports them).
+pub fn tenant_limits(spec: &TenantSpec) -> quota::Limits {
+    let q = &spec.quota;
+    let count = |v: Option<i32>| v.map(|v| v.max(0) as u64);
+    quota::Limits {
+        max_pipelines: count(q.max_pipelines),
+        max_streams: count(q.max_streams),
+        max_parallelism: count(q.max_parallelism),
+        cpu_millis: q
+            .cpu
+            .as_ref()
+            .and_then(|c| quota::parse_cpu_millis(&c.0).ok()),
+        memory_bytes: q
+            .memory
+            .as_ref()
+            .and_then(|m| quota::parse_memory_bytes(&m.0).ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> PipelineSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_valid_pipeline_has_no_errors() {
+        let s = spec(
+            json!({"source": {"stream": "orders"}, "filter": "event.amount > 1",
+            "projection": {"fields": [{"path": "a.b", "as": "c"}]},
+            "sinks": [{"name": "n", "nats": {"subject": "x.y"}}, {"name": "h", "http": {"url": "http://h/"}}],
+            "parallelism": 2}),
+        );
+        assert_eq!(pipeline(&s), vec![]);
+        let d = pipeline_demand(&s, false);
+        assert_eq!(d.parallelism, 4);
+        assert_eq!(d.cpu_millis, 4 * quota::DEFAULT_WORKER_CPU_MILLIS);
+        assert_eq!(pipeline_demand(&s, true).parallelism, 0);
+    }
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let s = spec(
+            json!({"source": {"stream": "Orders"}, "filter": "event.amount >",
+            "projection": {"expression": "{"},
+            "sinks": [{"name": "a", "nats": {"subject": "x.*"}}, {"name": "a", "http": {"url": "ftp://x"}},
+                      {"name": "b"}],
+            "parallelism": 1, "resources": {"requests": {"cpu": "lots"}}}),
+        );
+        let fields: Vec<String> = pipeline(&s).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.source.stream",
+                "spec.filter",
+                "spec.projection.expression",
+                "spec.sinks[0].nats.subject",
+                "spec.sinks[1].name",
+                "spec.sinks[1].http.url",
+                "spec.sinks[2]",
+                "spec.resources.requests.cpu",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_and_streams() {
+        assert_eq!(parse_duration_secs("7d"), Some(7 * 86400));
+        assert_eq!(parse_duration_secs("1h30m"), Some(5400));
+        assert_eq!(parse_duration_secs("500ms"), Some(1));
+        assert_eq!(parse_duration_secs("1w"), None);
+        assert_eq!(parse_duration_secs(""), None);
+        let s: StreamSpec =
+            serde_json::from_value(json!({"retention": {"maxAge": "forever"}})).unwrap();
+        assert_eq!(stream(&s)[0].field, "spec.retention.maxAge");
+    }
+
+    #[test]
+    fn tenants() {
+        let t: TenantSpec = serde_json::from_value(
+            json!({"quota": {"cpu": "2", "memory": "oops", "maxPipelines": 3}}),
+        )
+        .unwrap();
+        let errs = tenant(&"x".repeat(60), &t);
+        assert_eq!(errs[0].field, "metadata.name");
+        assert_eq!(errs[1].field, "spec.quota.memory");
+        let l = tenant_limits(&t);
+        assert_eq!(
+            (l.max_pipelines, l.cpu_millis, l.memory_bytes),
+            (Some(3), Some(2000), None)
+        );
+    }
+}
