@@ -13,6 +13,17 @@ pub trait Persistence: Send {
     fn put(&mut self, path: &str, object: &Value) -> std::io::Result<()>;
     /// An object was removed.
     fn remove(&mut self, path: &str) -> std::io::Result<()>;
+    /// The cluster's resource version moved to `rv` without a stored object carrying it (a
+    /// removal). Keeping it lets a restarted server continue above every version a client has
+    /// seen, instead of handing out a version twice. The default keeps nothing.
+    fn put_resource_version(&mut self, rv: u64) -> std::io::Result<()> {
+        let _ = rv;
+        Ok(())
+    }
+    /// The last version given to [`Persistence::put_resource_version`] (0 when none).
+    fn load_resource_version(&self) -> std::io::Result<u64> {
+        Ok(0)
+    }
 }
 
 /// Keeps nothing: state lives as long as the process.
@@ -85,7 +96,31 @@ impl Persistence for DirStore {
             _ => Ok(()),
         }
     }
+
+    fn put_resource_version(&mut self, rv: u64) -> std::io::Result<()> {
+        // Not a `.json` file, so `load` does not take it for an object.
+        let file = self.root.join(RESOURCE_VERSION_FILE);
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, rv.to_string())?;
+        std::fs::rename(&tmp, &file)
+    }
+
+    fn load_resource_version(&self) -> std::io::Result<u64> {
+        match std::fs::read_to_string(self.root.join(RESOURCE_VERSION_FILE)) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{RESOURCE_VERSION_FILE}: not a number: {text:?}"),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
 }
+
+/// The file of a [`DirStore`] that keeps the resource version counter.
+const RESOURCE_VERSION_FILE: &str = "resource-version";
 
 /// Whether a directory holds saved state.
 pub fn has_state(root: &Path) -> bool {
@@ -107,8 +142,11 @@ mod tests {
         s.put("core/namespaces//t1", &json!({"b": 2})).unwrap();
         s.remove("core/namespaces//t1").unwrap();
         s.remove("never/existed").unwrap();
+        assert_eq!(s.load_resource_version().unwrap(), 0);
+        s.put_resource_version(42).unwrap();
         let loaded = s.load().unwrap();
         assert_eq!(loaded, vec![json!({"a": 1})]);
+        assert_eq!(s.load_resource_version().unwrap(), 42);
         assert!(has_state(dir.path()));
     }
 }

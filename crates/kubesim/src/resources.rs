@@ -48,6 +48,9 @@ pub struct ResourceType {
     pub storage: bool,
     /// Whether this type comes from a CustomResourceDefinition.
     pub custom: bool,
+    /// For custom resources: the JSON paths of the version's `selectableFields` (besides
+    /// `metadata.name` and `metadata.namespace`, the only fields a field selector may use).
+    pub selectable_fields: Vec<String>,
 }
 
 impl ResourceType {
@@ -147,6 +150,7 @@ fn builtin(
         printer_columns: json!([]),
         storage: true,
         custom: false,
+        selectable_fields: vec![],
     }
 }
 
@@ -422,6 +426,13 @@ impl Registry {
                     .unwrap_or(json!([])),
                 storage: version["storage"].as_bool().unwrap_or(false),
                 custom: true,
+                selectable_fields: version["selectableFields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["jsonPath"].as_str())
+                    .map(|p| p.trim_start_matches('.').to_string())
+                    .collect(),
             });
         }
     }

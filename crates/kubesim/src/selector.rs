@@ -131,6 +131,51 @@ impl LabelSelector {
         Ok(LabelSelector { requirements })
     }
 
+    /// Converts a `metav1.LabelSelector` object (`matchLabels`, and `matchExpressions` with
+    /// `In`, `NotIn`, `Exists` and `DoesNotExist`). `None` when it is malformed. As with
+    /// `LabelSelectorAsSelector`, the empty selector `{}` matches everything.
+    pub fn from_object(selector: &Value) -> Option<LabelSelector> {
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector.get("matchLabels").filter(|m| !m.is_null()) {
+            for (key, value) in labels.as_object()? {
+                requirements.push(LabelRequirement {
+                    key: key.clone(),
+                    operator: LabelOperator::Equals,
+                    values: vec![value.as_str()?.to_string()],
+                });
+            }
+        }
+        let expressions = selector.get("matchExpressions").and_then(Value::as_array);
+        for e in expressions.into_iter().flatten() {
+            let operator = match e["operator"].as_str()? {
+                "In" => LabelOperator::In,
+                "NotIn" => LabelOperator::NotIn,
+                "Exists" => LabelOperator::Exists,
+                "DoesNotExist" => LabelOperator::DoesNotExist,
+                _ => return None,
+            };
+            let mut values = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| v.as_str().map(String::from))
+                .collect::<Option<Vec<String>>>()?;
+            values.sort();
+            values.dedup();
+            let needs_values = matches!(operator, LabelOperator::In | LabelOperator::NotIn);
+            if needs_values == values.is_empty() {
+                return None;
+            }
+            requirements.push(LabelRequirement {
+                key: e["key"].as_str()?.to_string(),
+                operator,
+                values,
+            });
+        }
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        Some(LabelSelector { requirements })
+    }
+
     /// Whether the selector has no requirements (and so matches everything).
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
@@ -807,6 +852,33 @@ mod tests {
 
     fn m(sel: &str, l: Value) -> bool {
         LabelSelector::parse(sel).unwrap().matches(&labels(l))
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        let sel = |v: Value| LabelSelector::from_object(&v);
+        let s = sel(json!({"matchLabels": {"a": "b"},
+                           "matchExpressions": [{"key": "t", "operator": "In", "values": ["y", "x"]},
+                                                {"key": "gone", "operator": "DoesNotExist"}]}))
+        .unwrap();
+        assert_eq!(s.to_string(), "a=b,!gone,t in (x,y)");
+        assert!(s.matches(&labels(json!({"a": "b", "t": "x"}))));
+        assert!(!s.matches(&labels(json!({"a": "b", "t": "x", "gone": ""}))));
+        assert!(!s.matches(&labels(json!({"a": "b"}))));
+        assert!(
+            sel(json!({}))
+                .unwrap()
+                .matches(&labels(json!({"any": "thing"})))
+        );
+        assert!(sel(json!({"matchExpressions": [{"key": "t", "operator": "In"}]})).is_none());
+        assert!(
+            sel(json!({"matchExpressions": [{"key": "t", "operator": "Exists", "values": ["v"]}]}))
+                .is_none()
+        );
+        assert!(
+            sel(json!({"matchExpressions": [{"key": "t", "operator": "Gt", "values": ["1"]}]}))
+                .is_none()
+        );
     }
 
     #[test]

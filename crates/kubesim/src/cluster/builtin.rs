@@ -8,6 +8,7 @@ use crate::error::{StatusCause, cause};
 use crate::kubelet;
 use crate::meta;
 use crate::resources::{ResourceType, TypeKey};
+use crate::selector::LabelSelector;
 use crate::validation;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -173,7 +174,7 @@ impl State {
         }
     }
 
-    fn aggregate_cluster_roles(&mut self) {
+    pub(super) fn aggregate_cluster_roles(&mut self) {
         let key = TypeKey {
             group: "rbac.authorization.k8s.io".into(),
             plural: "clusterroles".into(),
@@ -187,20 +188,16 @@ impl State {
             let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
                 continue;
             };
+            let selectors: Vec<LabelSelector> = selectors
+                .iter()
+                .filter_map(LabelSelector::from_object)
+                .collect();
             let mut rules: Vec<Value> = vec![];
             for (other_ref, other) in &roles {
                 if other_ref == r {
                     continue;
                 }
-                let labels = other["metadata"]["labels"].as_object();
-                let matched = selectors.iter().any(|sel| {
-                    sel["matchLabels"].as_object().is_some_and(|want| {
-                        !want.is_empty()
-                            && want
-                                .iter()
-                                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-                    })
-                });
+                let matched = selectors.iter().any(|sel| sel.matches_object(other));
                 if matched {
                     for rule in other["rules"].as_array().into_iter().flatten() {
                         if !rules.contains(rule) {

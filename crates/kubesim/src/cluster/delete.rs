@@ -329,7 +329,7 @@ impl State {
         let Some(r) = self.uids.get(uid).cloned() else {
             return;
         };
-        if self.dependents.get(uid).is_some_and(|d| !d.is_empty()) {
+        if self.has_blocking_dependents(uid) {
             return;
         }
         let Some(mut obj) = self.get_stored(&r).cloned() else {
@@ -345,6 +345,22 @@ impl State {
         if rest.is_empty() {
             self.remove(&r);
         }
+    }
+
+    /// Whether a dependent still holds its owner's foreground deletion: only references with
+    /// `blockOwnerDeletion: true` do, as with the real garbage collector.
+    fn has_blocking_dependents(&self, uid: &str) -> bool {
+        self.dependents.get(uid).is_some_and(|deps| {
+            deps.iter().any(|d| {
+                self.get_stored(d).is_some_and(|dep| {
+                    dep["metadata"]["ownerReferences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|o| o["uid"] == uid && o["blockOwnerDeletion"] == true)
+                })
+            })
+        })
     }
 
     fn orphan_dependents(&mut self, uid: &str) {
@@ -418,6 +434,10 @@ impl State {
             if terminating {
                 self.finish_namespace(&r.namespace.clone());
             }
+        }
+        if r.key.group == "rbac.authorization.k8s.io" && r.key.plural == "clusterroles" {
+            // An aggregated role loses the rules of a deleted part.
+            self.aggregate_cluster_roles();
         }
         if self.registry.has_key(&r.key)
             && let Some(crd_ref) = self.crd_ref_for(&r.key)

@@ -106,6 +106,7 @@ impl Cluster {
         persistence: Box<dyn Persistence>,
     ) -> std::io::Result<Arc<Self>> {
         let saved = persistence.load()?;
+        let saved_rv = persistence.load_resource_version()?;
         let mut state = State {
             rv: 0,
             registry: Arc::new(Registry::builtin()),
@@ -119,7 +120,7 @@ impl Cluster {
             persistence,
             kubelet: Arc::new(Uniform(PodBehaviour::Ready)),
         };
-        state.restore(saved);
+        state.restore(saved, saved_rv);
         let cluster = Arc::new(Cluster {
             state: Mutex::new(state),
         });
@@ -198,7 +199,8 @@ fn ns_ref(name: &str) -> ObjRef {
 }
 
 impl State {
-    fn restore(&mut self, saved: Vec<Value>) {
+    fn restore(&mut self, saved: Vec<Value>, saved_rv: u64) {
+        self.rv = saved_rv;
         // CRDs first, so that their custom resources have a type to belong to.
         let (crds, others): (Vec<Value>, Vec<Value>) = saved
             .into_iter()
@@ -305,6 +307,9 @@ impl State {
         self.unindex(r, &obj);
         if let Err(e) = self.persistence.remove(&r.storage_path()) {
             tracing::error!(error = %e, object = %r.storage_path(), "cannot remove persisted object");
+        }
+        if let Err(e) = self.persistence.put_resource_version(self.rv) {
+            tracing::error!(error = %e, "cannot persist the resource version");
         }
         self.publish(r, EventType::Deleted, obj.clone(), None);
         self.after_removal(r, &obj);

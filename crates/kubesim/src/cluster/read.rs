@@ -77,6 +77,33 @@ impl Selectors {
         Ok(Selectors { labels, fields })
     }
 
+    /// Like [`Selectors::parse`] for requests on `rt`: as on the real server, a custom resource's
+    /// field selector may only use `metadata.name`, `metadata.namespace` (namespaced types) and
+    /// the CRD version's `selectableFields`; anything else is a `400 BadRequest`. Field
+    /// selectors on built-in types may name any field path.
+    pub fn parse_for(
+        rt: &ResourceType,
+        label: Option<&str>,
+        field: Option<&str>,
+    ) -> ApiResult<Self> {
+        let selectors = Self::parse(label, field)?;
+        if rt.custom
+            && let Some(fields) = &selectors.fields
+        {
+            for name in fields.fields() {
+                let supported = name == "metadata.name"
+                    || (rt.namespaced && name == "metadata.namespace")
+                    || rt.selectable_fields.iter().any(|f| f == name);
+                if !supported {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {name}"
+                    )));
+                }
+            }
+        }
+        Ok(selectors)
+    }
+
     /// Whether an object matches both selectors.
     pub fn matches(&self, obj: &Value) -> bool {
         let empty = serde_json::Map::new();
@@ -107,7 +134,8 @@ impl Cluster {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> ApiResult<ListPage> {
-        let selectors = Selectors::parse(
+        let selectors = Selectors::parse_for(
+            rt,
             opts.label_selector.as_deref(),
             opts.field_selector.as_deref(),
         )?;

@@ -106,12 +106,16 @@ fn obj_ref(rt: &ResourceType, namespace: &str, name: &str) -> ObjRef {
     }
 }
 
-/// Everything in an object but `metadata` and `status`: what moves `generation`.
-fn spec_part(obj: &Value) -> Value {
+/// What moves `generation`: everything in an object but `metadata`, and but `status` when the
+/// type has a status subresource (a custom resource without one counts status changes too, as
+/// the real server does).
+fn spec_part(rt: &ResourceType, obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(m) = v.as_object_mut() {
         m.remove("metadata");
-        m.remove("status");
+        if rt.status_subresource || !rt.custom {
+            m.remove("status");
+        }
         m.remove("apiVersion");
         m.remove("kind");
     }
@@ -476,8 +480,16 @@ fn apply_manager(opts: &WriteOptions) -> ApiResult<&str> {
         .as_deref()
         .filter(|m| !m.is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "PATCH, application/apply-patch+yaml requires fieldManager to be set",
+            // The real server validates PatchOptions before anything else.
+            ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![cause(
+                    "FieldValueRequired",
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                )],
             )
         })
 }
@@ -783,7 +795,7 @@ impl State {
                 &mut warnings,
             )?
         };
-        if rt.has_generation && spec_part(&old) != spec_part(&new) {
+        if rt.has_generation && spec_part(rt, &old) != spec_part(rt, &new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(g);
         }

@@ -357,7 +357,13 @@ async fn resource(
                 }
             };
             let patch = parse_body(headers, &body)?;
-            let opts = write_options(query, headers)?;
+            let mut opts = write_options(query, headers)?;
+            if matches!(kind, PatchKind::Apply { .. })
+                && query.get("fieldManager").is_none_or(|m| m.is_empty())
+            {
+                // Other writes default the manager from the User-Agent; apply must name one.
+                opts.field_manager = None;
+            }
             let written = cluster.patch(rt, &ns, name, kind, &patch, sub, &opts)?;
             Ok(written_response(written))
         }

@@ -25,7 +25,8 @@ pub(super) fn serve(
     query: &Query,
     table_output: bool,
 ) -> ApiResult<Response> {
-    let selectors = Selectors::parse(
+    let selectors = Selectors::parse_for(
+        rt,
         query.get("labelSelector").map(String::as_str),
         query.get("fieldSelector").map(String::as_str),
     )?;
