@@ -1,10 +1,29 @@
-//! The Sluice operator: its command line.
+//! The Sluice operator: kube-rs controllers that turn Tenants into isolated namespaces and
+//! Pipelines into per-sink processing routes, within quota.
 //!
-//! The binary's `main` parses [`Cli`] and calls [`run`]; tests drive [`run`] directly.
+//! - `tenant/`: the Tenant controller and what a tenant owns (`tenant/desired.rs`);
+//! - `pipeline/`: the Pipeline controller, quota admission, the routes it builds, its status;
+//! - `children.rs`: apply-if-different and prune; `conditions.rs`: condition bookkeeping;
+//! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
+//! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
+//! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].
 
+pub mod children;
+pub mod conditions;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod pipeline;
+pub mod rbac;
+pub mod run;
+pub mod tenant;
+
+use clap::{Args, Parser, Subcommand};
 use std::io::Write;
-
-use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 
 /// Errors of the operator's commands.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +31,12 @@ pub enum Error {
     /// Writing the command's output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    /// No Kubernetes client could be configured.
+    #[error("cannot configure a Kubernetes client (KUBECONFIG or in-cluster): {0}")]
+    Client(#[from] kube::Error),
+    /// The operator stopped with an error.
+    #[error(transparent)]
+    Run(#[from] run::RunError),
 }
 
 /// The Sluice operator.
@@ -28,13 +53,94 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of Sluice as multi-document YAML.
     Crds,
+    /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
+    Run(RunArgs),
+}
+
+/// Flags of `sluice-operator run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Image of the route workers.
+    #[arg(long, env = "SLUICE_WORKER_IMAGE")]
+    pub worker_image: Option<String>,
+    /// NATS URL the workers use.
+    #[arg(long, env = "SLUICE_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Namespace of the broker (allowed in tenants' egress).
+    #[arg(long, env = "SLUICE_BROKER_NAMESPACE")]
+    pub broker_namespace: Option<String>,
+    /// Port of the broker.
+    #[arg(long, env = "SLUICE_BROKER_PORT")]
+    pub broker_port: Option<u16>,
+    /// Namespace of the Sluice system (allowed to scrape workers' metrics).
+    #[arg(long, env = "SLUICE_SYSTEM_NAMESPACE")]
+    pub system_namespace: Option<String>,
+    /// Elect a leader through a Lease, so several replicas can run with one active.
+    #[arg(long, env = "SLUICE_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease (default: the system namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the election (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+impl RunArgs {
+    /// The run options these flags describe.
+    pub fn options(&self) -> run::RunOptions {
+        let mut config = config::OperatorConfig::default();
+        if let Some(v) = &self.worker_image {
+            config.worker_image = v.clone();
+        }
+        if let Some(v) = &self.nats_url {
+            config.nats_url = v.clone();
+        }
+        if let Some(v) = &self.broker_namespace {
+            config.broker_namespace = v.clone();
+        }
+        if let Some(v) = self.broker_port {
+            config.broker_port = v;
+        }
+        if let Some(v) = &self.system_namespace {
+            config.system_namespace = v.clone();
+        }
+        let leader_election = self.leader_election.then(|| {
+            let ns = self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| config.system_namespace.clone());
+            let identity = self.identity.clone().unwrap_or_else(|| {
+                std::env::var("HOSTNAME")
+                    .unwrap_or_else(|_| format!("sluice-operator-{}", std::process::id()))
+            });
+            leader::LeaseConfig::new(&ns, &identity)
+        });
+        run::RunOptions {
+            config,
+            metrics_addr: Some(self.metrics_addr),
+            leader_election,
+        }
+    }
 }
 
 /// Runs a parsed command line, writing its output to `out`.
-pub fn run(cli: Cli, out: &mut impl Write) -> Result<(), Error> {
+pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
     match cli.command {
-        Command::Crds => out.write_all(sluice_crd::crds_yaml().as_bytes())?,
+        Command::Crds => {
+            out.write_all(sluice_crd::crds_yaml().as_bytes())?;
+            out.flush()?;
+        }
+        Command::Run(args) => {
+            let client = kube::Client::try_default().await?;
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            run::run(client, args.options(), shutdown).await?;
+        }
     }
-    out.flush()?;
     Ok(())
 }

@@ -2,8 +2,15 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
     let cli = sluice_operator::Cli::parse();
-    sluice_operator::run(cli, &mut std::io::stdout().lock())?;
+    sluice_operator::cli(cli, &mut std::io::stdout()).await?;
     Ok(())
 }

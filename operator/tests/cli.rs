@@ -1,14 +1,14 @@
 //! The command line of the operator.
 
 use clap::Parser;
-use sluice_operator::{Cli, Command, run};
+use sluice_operator::{Cli, Command, cli};
 
-#[test]
-fn crds_prints_the_crd_yaml() {
-    let cli = Cli::try_parse_from(["sluice-operator", "crds"]).expect("`crds` parses");
-    assert!(matches!(cli.command, Command::Crds));
+#[tokio::test]
+async fn crds_prints_the_crd_yaml() {
+    let parsed = Cli::try_parse_from(["sluice-operator", "crds"]).expect("`crds` parses");
+    assert!(matches!(parsed.command, Command::Crds));
     let mut out = Vec::new();
-    run(cli, &mut out).expect("crds runs");
+    cli(parsed, &mut out).await.expect("crds runs");
     assert_eq!(
         String::from_utf8(out).expect("UTF-8"),
         sluice_crd::crds_yaml()

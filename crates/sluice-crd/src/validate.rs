@@ -221,6 +221,11 @@ pub fn stream(spec: &StreamSpec) -> Vec<FieldError> {
 /// Parses a duration such as `90s`, `30m`, `24h`, `7d`, `1h30m`, `500ms` into seconds
 /// (rounded up).
 pub fn parse_duration_secs(s: &str) -> Option<u64> {
+    parse_duration_millis(s).map(|ms| ms.div_ceil(1000))
+}
+
+/// Parses a duration such as `90s`, `30m`, `24h`, `7d`, `1h30m`, `500ms` into milliseconds.
+pub fn parse_duration_millis(s: &str) -> Option<u64> {
     let mut total_ms: u64 = 0;
     let mut rest = s;
     if rest.is_empty() {
@@ -247,7 +252,7 @@ pub fn parse_duration_secs(s: &str) -> Option<u64> {
         total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;
         rest = &rest[len..];
     }
-    Some(total_ms.div_ceil(1000))
+    Some(total_ms)
 }
 
 /// Problems of a tenant: its name (it becomes the namespace `sluice-<name>`) and quota.

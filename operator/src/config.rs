@@ -1,0 +1,43 @@
+//! The platform configuration the operator works with (from flags or the Helm values).
+
+/// Settings of the operator that come from the platform, not from tenants.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    /// Image of the route workers, e.g. `sluice-worker:0.1.0`.
+    pub worker_image: String,
+    /// NATS URL the workers connect to.
+    pub nats_url: String,
+    /// Namespace the broker runs in (workers may reach it through the network policy).
+    pub broker_namespace: String,
+    /// Port of the broker.
+    pub broker_port: u16,
+    /// Namespace of the Sluice system (the operator, the API, metrics scrapers).
+    pub system_namespace: String,
+    /// CPU request of a worker when the pipeline sets none (Kubernetes quantity).
+    pub default_cpu_request: String,
+    /// Memory request of a worker when the pipeline sets none.
+    pub default_memory_request: String,
+    /// CPU limit of a worker when the pipeline sets none.
+    pub default_cpu_limit: String,
+    /// Memory limit of a worker when the pipeline sets none.
+    pub default_memory_limit: String,
+    /// Name of the ClusterRole tenant owners are bound to in their namespace.
+    pub tenant_edit_role: String,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            worker_image: format!("sluice-worker:{}", env!("CARGO_PKG_VERSION")),
+            nats_url: "nats://nats.sluice-system.svc:4222".into(),
+            broker_namespace: "sluice-system".into(),
+            broker_port: 4222,
+            system_namespace: "sluice-system".into(),
+            default_cpu_request: "100m".into(),
+            default_memory_request: "128Mi".into(),
+            default_cpu_limit: "500m".into(),
+            default_memory_limit: "256Mi".into(),
+            tenant_edit_role: "sluice-tenant-edit".into(),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Wiring: the controllers, leader election, the metrics server, shutdown.
+
+use crate::config::OperatorConfig;
+use crate::context::Context;
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::{http, pipeline, tenant};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use sluice_core::names;
+use sluice_crd::{Pipeline, Tenant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Platform settings.
+    pub config: OperatorConfig,
+    /// Where `/metrics`, `/healthz` and `/readyz` listen (`None`: not served, for tests).
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader election; `None` runs the controllers at once.
+    pub leader_election: Option<LeaseConfig>,
+}
+
+/// Errors that stop the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The metrics endpoint could not listen.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// This replica lost the leader lease; it must stop (and be restarted) so that only one
+    /// replica acts.
+    #[error("lost the leader lease")]
+    LostLease,
+}
+
+/// Runs the operator until `shutdown` resolves (or the lease is lost).
+pub async fn run(
+    client: Client,
+    opts: RunOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let registry = prometheus::Registry::new();
+    let metrics = Metrics::new(&registry)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    });
+    if let Some(addr) = opts.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| RunError::Listen(addr, e))?;
+        tracing::info!(addr = %listener.local_addr().map_err(|e| RunError::Listen(addr, e))?, "metrics listening");
+        let app = http::router(http::Probe {
+            registry: registry.clone(),
+            ready: ready.clone(),
+        });
+        let stop = stopped();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await;
+        });
+    }
+
+    if let Some(lease) = &opts.leader_election {
+        // A standby is ready: it is healthy and waits for its turn.
+        ready.store(true, Ordering::SeqCst);
+        tokio::select! {
+            _ = leader::acquire(&client, lease) => {}
+            _ = stopped() => return Ok(()),
+        }
+        metrics.leader.set(1);
+    }
+
+    let (requeue_tx, requeue_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
+    let cfg = watcher::Config::default();
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        names::LABEL_MANAGED_BY,
+        names::MANAGED_BY
+    ));
+    let pipelines = Controller::new(Api::<Pipeline>::all(client.clone()), cfg.clone());
+    let store = pipelines.store();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: opts.config.clone(),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice-operator".into(),
+                instance: opts.leader_election.as_ref().map(|l| l.identity.clone()),
+            },
+        ),
+        pipelines: store.clone(),
+        requeue: requeue_tx,
+    });
+    let tenant_store = store.clone();
+    let pipeline_controller = pipelines
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            owned.clone(),
+        )
+        .watches(Api::<Tenant>::all(client.clone()), cfg.clone(), move |t| {
+            let ns = names::tenant_namespace(&t.name_any());
+            tenant_store
+                .state()
+                .into_iter()
+                .filter(move |p| p.namespace().as_deref() == Some(ns.as_str()))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            requeue_rx,
+        ))
+        .graceful_shutdown_on(stopped())
+        .run(pipeline::reconcile, pipeline::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "pipeline controller");
+            }
+        });
+    let tenant_controller = Controller::new(Api::<Tenant>::all(client.clone()), cfg.clone())
+        .owns(Api::<Namespace>::all(client.clone()), owned.clone())
+        .owns(Api::<ResourceQuota>::all(client.clone()), owned.clone())
+        .owns(Api::<LimitRange>::all(client.clone()), owned.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone())
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned.clone())
+        .owns(Api::<RoleBinding>::all(client.clone()), owned.clone())
+        .watches(Api::<Pipeline>::all(client.clone()), cfg.clone(), |p| {
+            p.namespace()
+                .as_deref()
+                .and_then(names::tenant_of_namespace)
+                .map(ObjectRef::<Tenant>::new)
+        })
+        .graceful_shutdown_on(stopped())
+        .run(tenant::reconcile, tenant::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "tenant controller");
+            }
+        });
+    let phases = {
+        let store = store.clone();
+        let metrics = metrics.clone();
+        let stop = stopped();
+        async move {
+            let count = async {
+                loop {
+                    let mut counts = std::collections::BTreeMap::<String, i64>::new();
+                    for p in store.state() {
+                        let phase = p
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase)
+                            .map(|ph| format!("{ph:?}"))
+                            .unwrap_or_else(|| "Unknown".into());
+                        *counts.entry(phase).or_default() += 1;
+                    }
+                    for phase in [
+                        "Pending",
+                        "Running",
+                        "Degraded",
+                        "Suspended",
+                        "Failed",
+                        "Unknown",
+                    ] {
+                        metrics
+                            .pipelines_by_phase
+                            .with_label_values(&[phase])
+                            .set(counts.get(phase).copied().unwrap_or(0));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            };
+            tokio::select! { _ = count => {}, _ = stop => {} }
+        }
+    };
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!("controllers running");
+    let controllers = async {
+        tokio::join!(pipeline_controller, tenant_controller, phases);
+    };
+    match &opts.leader_election {
+        Some(lease) => {
+            let lost = tokio::select! {
+                _ = controllers => false,
+                _ = leader::hold(&client, lease) => true,
+            };
+            metrics.leader.set(0);
+            if lost {
+                let _ = stop_tx.send(true);
+                return Err(RunError::LostLease);
+            }
+            leader::release(&client, lease).await;
+        }
+        None => controllers.await,
+    }
+    Ok(())
+}

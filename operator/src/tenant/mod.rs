@@ -1,0 +1,179 @@
+//! The Tenant controller: fetch → validate → build the namespace and its guard rails (pure,
+//! `desired`) → apply → prune → status (usage against each limit).
+
+pub mod desired;
+
+use crate::children::{self, FIELD_MANAGER, Outcome};
+use crate::conditions::{self, Desired};
+use crate::context::Context;
+use crate::error::Error;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sluice_core::{names, quota};
+use sluice_crd::{ConditionStatus, Pipeline, Stream, Tenant, TenantStatus, TenantUsage};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "tenant";
+
+/// Reconciles one Tenant.
+#[tracing::instrument(skip_all, fields(tenant = %t.name_any()))]
+pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.start(CONTROLLER);
+    let name = t.name_any();
+    if t.meta().deletion_timestamp.is_some() {
+        // The namespace is owned by the tenant: the garbage collector removes it, and the
+        // namespace takes everything in it.
+        return Ok(Action::await_change());
+    }
+    let ns = names::tenant_namespace(&name);
+    let errors = sluice_crd::validate::tenant(&name, &t.spec);
+    let ready = if errors.is_empty() {
+        apply(&t, &ctx).await?;
+        Desired::holds(
+            "Ready",
+            "NamespaceReady",
+            format!("namespace {ns} is set up"),
+        )
+    } else {
+        Desired::fails(
+            "Ready",
+            "InvalidSpec",
+            sluice_crd::validate::describe(&errors),
+        )
+    };
+    let usage = usage(&t, &ns, &ctx).await?;
+    let previous = t.status.clone().unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    let mut desired = vec![ready];
+    if t.spec.suspend {
+        desired.push(Desired::holds(
+            "Suspended",
+            "Suspended",
+            "every route of the tenant is scaled to zero",
+        ));
+    }
+    let next = TenantStatus {
+        namespace: errors.is_empty().then(|| ns.clone()),
+        usage: Some(usage),
+        conditions: conditions::merge(&previous.conditions, &desired, t.meta().generation, &now),
+        observed_generation: t.meta().generation,
+    };
+    if next != previous {
+        let patch =
+            json!({"apiVersion": sluice_crd::API_VERSION, "kind": "Tenant", "status": next});
+        Api::<Tenant>::all(ctx.client.clone())
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        ctx.metrics
+            .writes
+            .with_label_values(&["TenantStatus"])
+            .inc();
+        let reference = t.object_ref(&());
+        for c in conditions::transitions(&previous.conditions, &next.conditions) {
+            let bad = c.type_ == "Ready" && c.status != ConditionStatus::True;
+            ctx.event(
+                &reference,
+                bad,
+                c.reason.as_deref().unwrap_or(&c.type_),
+                c.message.clone().unwrap_or_default(),
+            )
+            .await;
+        }
+    }
+    Ok(Action::requeue(crate::pipeline::RESYNC))
+}
+
+async fn apply(t: &Tenant, ctx: &Context) -> Result<(), Error> {
+    let ns_obj = desired::namespace(t);
+    let ns = ns_obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut objects = vec![ns_obj];
+    objects.extend(desired::namespaced(t, &ctx.config));
+    for obj in &objects {
+        if children::ensure(&ctx.client, obj).await? == Outcome::Written {
+            let kind = obj["kind"].as_str().unwrap_or("unknown");
+            ctx.metrics.writes.with_label_values(&[kind]).inc();
+        }
+    }
+    // Prune what the tenant no longer asks for.
+    let present = |kind: &str| objects.iter().any(|o| o["kind"] == kind);
+    for (api_version, kind, object) in [
+        ("v1", "ResourceQuota", desired::RESOURCE_QUOTA),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            desired::OWNERS_BINDING,
+        ),
+    ] {
+        if present(kind) {
+            continue;
+        }
+        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
+        match children::api_for(&ctx.client, &probe)
+            .delete(object, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => ctx.metrics.writes.with_label_values(&[kind]).inc(),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// What the tenant uses: its pipelines (all of them), its streams, and the workers of its
+/// admitted pipelines.
+async fn usage(t: &Tenant, ns: &str, ctx: &Context) -> Result<TenantUsage, Error> {
+    let pipelines: Vec<Arc<Pipeline>> = ctx
+        .pipelines
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns) && p.meta().deletion_timestamp.is_none())
+        .collect();
+    let admitted = pipelines.iter().filter(|p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"))
+            .is_some_and(|c| c.status == ConditionStatus::True)
+    });
+    let workers: quota::Usage = admitted
+        .map(|p| sluice_crd::validate::pipeline_demand(&p.spec, t.spec.suspend))
+        .sum();
+    let streams = match Api::<Stream>::namespaced(ctx.client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => list.items.len(),
+        Err(kube::Error::Api(s)) if s.code == 404 => 0,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(TenantUsage {
+        pipelines: pipelines.len() as i32,
+        streams: streams as i32,
+        parallelism: workers.parallelism as i32,
+        cpu: Some(Quantity(quota::format_cpu(workers.cpu_millis))),
+        memory: Some(Quantity(quota::format_memory(workers.memory_bytes))),
+    })
+}
+
+/// Retry policy after a failed reconcile: back off, never crash.
+pub fn error_policy(t: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .with_label_values(&[CONTROLLER, error.metric_label()])
+        .inc();
+    tracing::warn!(tenant = %t.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
