@@ -62,5 +62,8 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "Helm chart (scripts/check-chart.sh)"
+./scripts/check-chart.sh
+
 log "cargo test"
 cargo test --workspace --locked

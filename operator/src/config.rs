@@ -23,6 +23,8 @@ pub struct OperatorConfig {
     pub default_memory_limit: String,
     /// Name of the ClusterRole tenant owners are bound to in their namespace.
     pub tenant_edit_role: String,
+    /// How often a converged object is reconciled again anyway.
+    pub resync: std::time::Duration,
 }
 
 impl Default for OperatorConfig {
@@ -38,6 +40,7 @@ impl Default for OperatorConfig {
             default_cpu_limit: "500m".into(),
             default_memory_limit: "256Mi".into(),
             tenant_edit_role: "sluice-tenant-edit".into(),
+            resync: std::time::Duration::from_secs(300),
         }
     }
 }

@@ -6,6 +6,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use sluice_crd::Pipeline;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Shared state of the controllers.
@@ -20,6 +21,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Every Pipeline, as the pipeline controller sees them.
     pub pipelines: Store<Pipeline>,
+    /// The broker holding the streams' events.
+    pub broker: Arc<dyn crate::stream::broker::Broker>,
     /// Asks the pipeline controller to reconcile a pipeline (used when an admission decision
     /// about a peer changed).
     pub requeue: UnboundedSender<ObjectRef<Pipeline>>,

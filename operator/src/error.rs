@@ -12,6 +12,12 @@ pub enum Error {
     /// The object has no namespace or name (cannot happen for objects from the API).
     #[error("the object lacks {0}")]
     MissingField(&'static str),
+    /// The broker failed (the reconcile is retried).
+    #[error("broker: {0}")]
+    Broker(String),
+    /// Adding or removing a finalizer failed, or the cleanup it guards did.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
 
 impl Error {
@@ -23,6 +29,8 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Serialization(_) => "serialization",
             Error::MissingField(_) => "missing_field",
+            Error::Broker(_) => "broker",
+            Error::Finalizer(_) => "finalizer",
         }
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - `tenant/`: the Tenant controller and what a tenant owns (`tenant/desired.rs`);
 //! - `pipeline/`: the Pipeline controller, quota admission, the routes it builds, its status;
+//! - `stream/`: the Stream controller and the broker it provisions streams in;
 //! - `children.rs`: apply-if-different and prune; `conditions.rs`: condition bookkeeping;
 //! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rbac;
 pub mod run;
+pub mod stream;
 pub mod tenant;
 
 use clap::{Args, Parser, Subcommand};
@@ -53,8 +55,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions of Sluice as multi-document YAML.
     Crds,
+    /// Print the rules of the operator's ClusterRole (every permission it uses) as YAML.
+    Rbac,
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// Flags of `sluice-operator run`.
@@ -75,6 +79,13 @@ pub struct RunArgs {
     /// Port of the broker.
     #[arg(long, env = "SLUICE_BROKER_PORT")]
     pub broker_port: Option<u16>,
+    /// CPU limit of a worker when its pipeline sets none (Kubernetes quantity). The default
+    /// requests are not configurable: quota arithmetic counts them (`sluice_core::quota`).
+    #[arg(long, env = "SLUICE_WORKER_CPU_LIMIT")]
+    pub worker_cpu_limit: Option<String>,
+    /// Memory limit of a worker when its pipeline sets none.
+    #[arg(long, env = "SLUICE_WORKER_MEMORY_LIMIT")]
+    pub worker_memory_limit: Option<String>,
     /// Namespace of the Sluice system (allowed to scrape workers' metrics).
     #[arg(long, env = "SLUICE_SYSTEM_NAMESPACE")]
     pub system_namespace: Option<String>,
@@ -105,6 +116,14 @@ impl RunArgs {
         if let Some(v) = self.broker_port {
             config.broker_port = v;
         }
+        for (flag, field) in [
+            (&self.worker_cpu_limit, &mut config.default_cpu_limit),
+            (&self.worker_memory_limit, &mut config.default_memory_limit),
+        ] {
+            if let Some(v) = flag {
+                field.clone_from(v);
+            }
+        }
         if let Some(v) = &self.system_namespace {
             config.system_namespace = v.clone();
         }
@@ -132,6 +151,10 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
     match cli.command {
         Command::Crds => {
             out.write_all(sluice_crd::crds_yaml().as_bytes())?;
+            out.flush()?;
+        }
+        Command::Rbac => {
+            out.write_all(rbac::rules_yaml().as_bytes())?;
             out.flush()?;
         }
         Command::Run(args) => {

@@ -109,6 +109,25 @@ pub fn rules() -> Vec<Value> {
         .collect()
 }
 
+/// The file of the Helm chart that holds [`rules_yaml`], relative to the repository root.
+pub const CHART_RULES_FILE: &str = "charts/sluice/files/operator-rules.yaml";
+
+/// The command that regenerates [`CHART_RULES_FILE`].
+pub const REGENERATE_CHART_RULES: &str =
+    "cargo run -p sluice-operator -- rbac > charts/sluice/files/operator-rules.yaml";
+
+/// The rules as a YAML list of `PolicyRule`s, as the Helm chart includes them in the operator's
+/// ClusterRole (`sluice-operator rbac` prints this). The output is deterministic.
+pub fn rules_yaml() -> String {
+    let body = serde_norway::to_string(&rules())
+        .expect("policy rules hold only strings and lists, which YAML always represents");
+    format!(
+        "# The operator's ClusterRole rules: sluice_operator::rbac::rules().\n\
+         # Generated, do not edit; regenerate with:\n\
+         #   {REGENERATE_CHART_RULES}\n{body}"
+    )
+}
+
 /// Whether the rules allow `verb` on `group`/`resource` (named `name`, if given).
 pub fn allows(group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
     RULES.iter().any(|r| {
@@ -157,5 +176,7 @@ mod tests {
             Some("cluster-admin")
         ));
         assert_eq!(rules().len(), RULES.len());
+        let parsed: Vec<Value> = serde_norway::from_str(&rules_yaml()).expect("YAML");
+        assert_eq!(parsed, rules(), "the YAML says what the rules say");
     }
 }

@@ -4,7 +4,7 @@ use crate::config::OperatorConfig;
 use crate::context::Context;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::{http, pipeline, tenant};
+use crate::{http, pipeline, stream, tenant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -19,7 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use sluice_core::names;
-use sluice_crd::{Pipeline, Tenant};
+use sluice_crd::{Pipeline, Stream, Tenant};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,6 +121,7 @@ pub async fn run(
             },
         ),
         pipelines: store.clone(),
+        broker: Arc::new(stream::broker::JetStream::new(&opts.config.nats_url)),
         requeue: requeue_tx,
     });
     let tenant_store = store.clone();
@@ -164,11 +165,36 @@ pub async fn run(
                 .and_then(names::tenant_of_namespace)
                 .map(ObjectRef::<Tenant>::new)
         })
+        .watches(Api::<Stream>::all(client.clone()), cfg.clone(), |s| {
+            s.namespace()
+                .as_deref()
+                .and_then(names::tenant_of_namespace)
+                .map(ObjectRef::<Tenant>::new)
+        })
         .graceful_shutdown_on(stopped())
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "tenant controller");
+            }
+        });
+    let streams = Controller::new(Api::<Stream>::all(client.clone()), cfg.clone());
+    let stream_store = streams.store();
+    let stream_controller = streams
+        .watches(Api::<Tenant>::all(client.clone()), cfg.clone(), move |t| {
+            let ns = names::tenant_namespace(&t.name_any());
+            stream_store
+                .state()
+                .into_iter()
+                .filter(move |s| s.namespace().as_deref() == Some(ns.as_str()))
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped())
+        .run(stream::reconcile, stream::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "stream controller");
             }
         });
     let phases = {
@@ -210,7 +236,12 @@ pub async fn run(
     ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
     let controllers = async {
-        tokio::join!(pipeline_controller, tenant_controller, phases);
+        tokio::join!(
+            pipeline_controller,
+            tenant_controller,
+            stream_controller,
+            phases
+        );
     };
     match &opts.leader_election {
         Some(lease) => {

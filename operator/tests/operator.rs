@@ -616,6 +616,16 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
         .await;
         let cm = Api::<ConfigMap>::namespaced(c.clone(), NS).get("p-a").await.unwrap();
         assert!(RouteConfig::from_json(&cm.data.unwrap()[CONFIG_KEY]).is_ok());
+        // Let the first operator finish converging (tenant usage, conditions) before stopping it.
+        let mut last = cluster.resource_version();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = cluster.resource_version();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
         op.stop().await;
 
         // A restarted operator on a converged cluster reconciles everything and writes nothing.

@@ -377,7 +377,8 @@ fn controller_with_owned_children_and_finalizer() {
             pipelines.get_opt("p1").await.unwrap().is_none()
         })
         .await;
-        assert_eq!(ctx.cleanups.load(Ordering::SeqCst), 1);
+        // Cleanup ran (at least once: a retried finalizer removal may run it again).
+        assert!(ctx.cleanups.load(Ordering::SeqCst) >= 1);
         eventually("child collected", || async {
             cms.get_opt("p1-route").await.unwrap().is_none()
         })

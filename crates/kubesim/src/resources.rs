@@ -251,6 +251,17 @@ impl Registry {
                 true,
             ),
             builtin(
+                "networking.k8s.io",
+                "v1",
+                "ingresses",
+                "Ingress",
+                true,
+                &["ing"],
+                true,
+                true,
+            ),
+            builtin("batch", "v1", "jobs", "Job", true, &[], true, true),
+            builtin(
                 "rbac.authorization.k8s.io",
                 "v1",
                 "roles",

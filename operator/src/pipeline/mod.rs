@@ -26,9 +26,6 @@ use std::time::Duration;
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "pipeline";
 
-/// How often a converged pipeline is looked at again anyway.
-pub const RESYNC: Duration = Duration::from_secs(300);
-
 /// Reconciles one Pipeline.
 #[tracing::instrument(skip_all, fields(pipeline = %p.name_any(), namespace = p.namespace().unwrap_or_default(), tenant))]
 pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -156,7 +153,7 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
             .await;
         }
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(ctx.config.resync))
 }
 
 /// Admission of `p` among its tenant's pipelines; asks for a reconcile of every peer whose

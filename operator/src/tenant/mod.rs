@@ -90,7 +90,7 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
             .await;
         }
     }
-    Ok(Action::requeue(crate::pipeline::RESYNC))
+    Ok(Action::requeue(ctx.config.resync))
 }
 
 async fn apply(t: &Tenant, ctx: &Context) -> Result<(), Error> {

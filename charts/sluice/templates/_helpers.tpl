@@ -1,0 +1,202 @@
+{{/*
+Names, labels and small shared snippets of the Sluice chart.
+*/}}
+
+{{/* The chart name, unless nameOverride says otherwise. */}}
+{{- define "sluice.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The base name of every object: fullnameOverride, else the release name when it already contains
+the chart name, else "<release>-<chart>". Truncated so that "<fullname>-operator-metrics" fits
+in 63 characters.
+*/}}
+{{- define "sluice.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sluice.operator.fullname" -}}
+{{ include "sluice.fullname" . }}-operator
+{{- end }}
+
+{{- define "sluice.api.fullname" -}}
+{{ include "sluice.fullname" . }}-api
+{{- end }}
+
+{{/* "name-version" of the chart, for the helm.sh/chart label. */}}
+{{- define "sluice.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "sluice.labels" -}}
+helm.sh/chart: {{ include "sluice.chart" . }}
+app.kubernetes.io/name: {{ include "sluice.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sluice
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component; call with (dict "ctx" $ "component" "operator"). */}}
+{{- define "sluice.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sluice.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* All labels of one component's objects; call like sluice.selectorLabels. */}}
+{{- define "sluice.componentLabels" -}}
+{{ include "sluice.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+An image reference; call with (dict "ctx" $ "image" .Values.operator.image).
+"<registry>/<repository>:<tag>", or "...@<digest>" when a digest is set; the tag defaults to the
+global tag, then to the chart's appVersion.
+*/}}
+{{- define "sluice.image" -}}
+{{- $registry := .ctx.Values.image.registry | trimSuffix "/" }}
+{{- $repository := .image.repository }}
+{{- if $registry }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end }}
+{{- if .image.digest }}
+{{- printf "%s@%s" $repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.image.tag | default .ctx.Values.image.tag | default .ctx.Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount name of a component; call with (dict "ctx" $ "component" "api"). */}}
+{{- define "sluice.serviceAccountName" -}}
+{{- $sa := index .ctx.Values .component "serviceAccount" }}
+{{- if $sa.create }}
+{{- default (printf "%s-%s" (include "sluice.fullname" .ctx) .component) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
+{{- end }}
+{{- end }}
+
+{{/* The pod security context of every pod of the chart (values: podSecurityContext). */}}
+{{- define "sluice.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+
+{{/* The container security context of every container (values: containerSecurityContext). */}}
+{{- define "sluice.containerSecurityContext" -}}
+{{- toYaml .Values.containerSecurityContext }}
+{{- end }}
+
+{{/* The Secret holding the database URL, and its key. */}}
+{{- define "sluice.database.secretName" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecret }}
+{{- else }}
+{{- include "sluice.fullname" . }}-database
+{{- end }}
+{{- end }}
+
+{{- define "sluice.database.secretKey" -}}
+{{- if .Values.database.existingSecret }}
+{{- .Values.database.existingSecretKey }}
+{{- else -}}
+database-url
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the API-token signing key, and its key. */}}
+{{- define "sluice.signingKey.secretName" -}}
+{{- if .Values.signingKey.existingSecret }}
+{{- .Values.signingKey.existingSecret }}
+{{- else }}
+{{- include "sluice.fullname" . }}-signing-key
+{{- end }}
+{{- end }}
+
+{{- define "sluice.signingKey.secretKey" -}}
+{{- if .Values.signingKey.existingSecret }}
+{{- .Values.signingKey.existingSecretKey }}
+{{- else -}}
+signing-key
+{{- end }}
+{{- end }}
+
+{{/* Scheduling fields of a pod spec, from a component's values. */}}
+{{- define "sluice.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/* imagePullSecrets of every pod. */}}
+{{- define "sluice.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules shared by the chart's pods: DNS, the Kubernetes API, the database. */}}
+{{- define "sluice.netpol.dns" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.dns.to | nindent 4 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
+{{- define "sluice.netpol.kubernetesApi" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.kubernetesApi.to | nindent 4 }}
+  ports:
+    {{- range .Values.networkPolicy.kubernetesApi.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+{{- end }}
+{{- define "sluice.netpol.database" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.database.to | nindent 4 }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.networkPolicy.database.port }}
+{{- end }}
+{{- define "sluice.netpol.broker" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.platform.broker.namespace }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.platform.broker.port }}
+{{- end }}

@@ -1,0 +1,247 @@
+//! A whole worker: metrics and health endpoints, the source, the sink, the dead-letter
+//! publisher and the delivery loop of one route, from its configuration to a clean stop.
+
+use crate::backoff::Backoff;
+use crate::batch::Limits;
+use crate::dead_letter::DeadLetters;
+use crate::health::{Health, Probe};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Parts, PipelineError};
+use crate::sink::{AnySink, Sink};
+use crate::source::jetstream::{JetStreamSource, connect};
+use crate::source::{LagProbe, Source};
+use crate::transform::{BuildError, Transform};
+use sluice_core::route::{RouteConfig, Source as SourceConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+/// How often the consumer lag is read.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The configuration's expressions do not compile.
+    #[error("the route configuration is not valid: {0}")]
+    Config(#[from] BuildError),
+    /// The metrics address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The delivery loop stopped before draining.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// How to run a worker, beyond its configuration.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Address of the metrics and health endpoints; `0.0.0.0:<metricsPort>` when unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Told the bound address of the endpoints once they listen.
+    pub listening: Option<oneshot::Sender<SocketAddr>>,
+}
+
+/// Retries `attempt` with backoff until it succeeds, or gives up (`None`) on shutdown.
+async fn until_ok<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    let mut backoff = Backoff::from_durations(Duration::from_millis(200), Duration::from_secs(10));
+    loop {
+        match attempt().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Runs the route until `shutdown` is cancelled, then drains: what was fetched is
+/// delivered and acknowledged before this returns. Cancelling `abort` as well stops at once
+/// (unacknowledged messages are redelivered). The configuration must be valid
+/// ([`crate::config::load`] validates it).
+pub async fn run(
+    config: RouteConfig,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), WorkerError> {
+    let span = info_span!(
+        "worker",
+        tenant = %config.tenant,
+        pipeline = %config.pipeline,
+        route = %config.route
+    );
+    run_route(config, options, shutdown, abort)
+        .instrument(span)
+        .await
+}
+
+async fn run_route(
+    config: RouteConfig,
+    options: RunOptions,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), WorkerError> {
+    let transform = Arc::new(Transform::new(&config)?);
+    let metrics = Metrics::new(&config.tenant, &config.pipeline, &config.route);
+    let health = Health::default();
+
+    let addr = options
+        .metrics_addr
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], config.metrics_port)));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| WorkerError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| WorkerError::Listen { addr, source })?;
+    eprintln!("metrics listening on {bound}");
+    if let Some(tx) = options.listening {
+        let _ = tx.send(bound);
+    }
+    let stop_http = CancellationToken::new();
+    let http = {
+        let app = crate::http::app(metrics.clone(), health.clone());
+        let stop = stop_http.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "metrics endpoint failed");
+            }
+        })
+    };
+
+    let result = move_events(config, transform, metrics, health, &shutdown, abort).await;
+    stop_http.cancel();
+    let _ = http.await;
+    result
+}
+
+async fn move_events(
+    config: RouteConfig,
+    transform: Arc<Transform>,
+    metrics: Metrics,
+    health: Health,
+    shutdown: &CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), WorkerError> {
+    let name = format!(
+        "sluice-worker/{}/{}/{}",
+        config.tenant, config.pipeline, config.route
+    );
+    let limits = Limits::for_route(&config);
+    let SourceConfig::Jetstream {
+        url: source_url,
+        credentials_file,
+        ..
+    } = &config.source;
+    let Some(client) = until_ok("connecting to the source", shutdown, || {
+        connect(source_url, credentials_file.as_deref(), &name)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let Some(source) = until_ok("binding the durable consumer", shutdown, || {
+        JetStreamSource::bind(client.clone(), &config.source, limits.fetch_size)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let Some(sink) = until_ok("setting up the sink", shutdown, || {
+        AnySink::connect(&config.sink, &name)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let dead_client = if config.dead_letter.url == *source_url {
+        client.clone()
+    } else {
+        let Some(c) = until_ok("connecting to the dead-letter broker", shutdown, || {
+            connect(&config.dead_letter.url, credentials_file.as_deref(), &name)
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        c
+    };
+    let dead_letters = DeadLetters::new(
+        dead_client.clone(),
+        &config.dead_letter.subject,
+        &config.tenant,
+        &config.pipeline,
+        &config.route,
+    );
+    let source_probe = {
+        let c = client.clone();
+        Probe::new(move || c.connection_state() == async_nats::connection::State::Connected)
+    };
+    health.set_probes(source_probe, sink.readiness());
+    info!(
+        fetch_size = limits.fetch_size,
+        max_events = limits.max_events,
+        max_in_flight = limits.max_in_flight(),
+        "moving events"
+    );
+
+    let lag_task = {
+        let mut probe = source.lag_probe();
+        let gauge = metrics.consumer_lag.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match probe.lag().await {
+                    Ok(n) => gauge.set(i64::try_from(n).unwrap_or(i64::MAX)),
+                    Err(e) => warn!(error = %e, "reading the consumer lag failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LAG_INTERVAL) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        })
+    };
+
+    let parts = Parts {
+        source,
+        sink,
+        transform,
+        dead_letters,
+        metrics,
+        health,
+        limits,
+        retry: config.retry,
+    };
+    let result = pipeline::run(parts, shutdown.clone(), abort).await;
+    lag_task.abort();
+    for c in [&client, &dead_client] {
+        if let Err(e) = c.flush().await {
+            warn!(error = %e, "flushing the broker connection failed");
+        }
+    }
+    info!("stopped");
+    result.map_err(WorkerError::from)
+}

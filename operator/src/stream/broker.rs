@@ -1,0 +1,146 @@
+//! The broker side of a Stream. [`Broker`] is what the Stream controller needs from a broker;
+//! [`JetStream`] implements it with NATS JetStream (a Kafka topic implementation would fit the
+//! same trait: a topic per stream, partitions, retention).
+
+use futures::future::BoxFuture;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// What a Stream asks of the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Broker-side name (`sluice_<tenant>_<stream>`).
+    pub name: String,
+    /// Subjects the stream captures (`sluice.<tenant>.<stream>.>`).
+    pub subjects: Vec<String>,
+    /// Oldest message kept; unlimited when `None`.
+    pub max_age: Option<Duration>,
+    /// Most bytes kept; unlimited when `None`.
+    pub max_bytes: Option<i64>,
+    /// Copies of each message.
+    pub replicas: usize,
+    /// Partitions (Kafka); JetStream streams are not partitioned.
+    pub partitions: usize,
+}
+
+/// What the broker reports about a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamState {
+    /// Messages held.
+    pub messages: u64,
+    /// Bytes held.
+    pub bytes: u64,
+}
+
+/// A broker failure, with a message for the Stream's status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached.
+    #[error("the broker is unreachable: {0}")]
+    Unavailable(String),
+    /// The broker refused the request (e.g. more replicas than servers).
+    #[error("the broker refused: {0}")]
+    Refused(String),
+}
+
+/// The operations of the Stream controller on a broker.
+pub trait Broker: Send + Sync {
+    /// Creates the stream, or brings an existing one in line with `settings`.
+    fn ensure<'a>(
+        &'a self,
+        settings: &'a StreamSettings,
+    ) -> BoxFuture<'a, Result<StreamState, BrokerError>>;
+    /// Deletes the stream and its messages; deleting a missing stream succeeds.
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+}
+
+/// NATS JetStream. Connects on first use, so the operator starts while the broker is down.
+pub struct JetStream {
+    url: String,
+    context: OnceCell<async_nats::jetstream::Context>,
+}
+
+impl JetStream {
+    /// A broker at `url`.
+    pub fn new(url: &str) -> Self {
+        JetStream {
+            url: url.to_string(),
+            context: OnceCell::new(),
+        }
+    }
+
+    async fn js(&self) -> Result<&async_nats::jetstream::Context, BrokerError> {
+        self.context
+            .get_or_try_init(|| async {
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(5))
+                    .connect(self.url.as_str())
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("{}: {e}", self.url)))?;
+                Ok(async_nats::jetstream::new(client))
+            })
+            .await
+    }
+}
+
+fn config(s: &StreamSettings) -> async_nats::jetstream::stream::Config {
+    async_nats::jetstream::stream::Config {
+        name: s.name.clone(),
+        subjects: s.subjects.clone(),
+        max_age: s.max_age.unwrap_or(Duration::ZERO),
+        max_bytes: s.max_bytes.unwrap_or(-1),
+        num_replicas: s.replicas.max(1),
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    }
+}
+
+impl Broker for JetStream {
+    fn ensure<'a>(
+        &'a self,
+        settings: &'a StreamSettings,
+    ) -> BoxFuture<'a, Result<StreamState, BrokerError>> {
+        Box::pin(async move {
+            let js = self.js().await?;
+            let wanted = config(settings);
+            let mut stream = js
+                .get_or_create_stream(wanted.clone())
+                .await
+                .map_err(|e| BrokerError::Refused(e.to_string()))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+                .clone();
+            let live = &info.config;
+            let differs = live.subjects != wanted.subjects
+                || live.max_age != wanted.max_age
+                || live.max_bytes != wanted.max_bytes
+                || live.num_replicas != wanted.num_replicas;
+            let state = if differs {
+                let updated = js
+                    .update_stream(wanted)
+                    .await
+                    .map_err(|e| BrokerError::Refused(e.to_string()))?;
+                updated.state
+            } else {
+                info.state
+            };
+            Ok(StreamState {
+                messages: state.messages,
+                bytes: state.bytes,
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let js = self.js().await?;
+            match js.delete_stream(name).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.to_string().contains("not found") => Ok(()),
+                Err(e) => Err(BrokerError::Refused(e.to_string())),
+            }
+        })
+    }
+}

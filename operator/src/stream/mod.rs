@@ -1,0 +1,238 @@
+//! The Stream controller: a Stream in a tenant namespace gets its backing broker stream
+//! (subjects namespaced by tenant), kept in line with its retention; a finalizer removes the
+//! broker stream when the Stream goes. `maxStreams` is enforced oldest first, like pipelines.
+
+pub mod broker;
+
+use crate::children::FIELD_MANAGER;
+use crate::conditions::{self, Desired};
+use crate::context::Context;
+use crate::error::Error;
+use broker::{BrokerError, StreamSettings};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sluice_core::quota::{self, Usage};
+use sluice_core::{names, subjects};
+use sluice_crd::{ConditionStatus, Stream, StreamStatus, Tenant};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "stream";
+/// The finalizer that removes the broker stream.
+pub const FINALIZER: &str = "sluice.dev/broker-stream";
+
+/// Reconciles one Stream.
+#[tracing::instrument(skip_all, fields(stream = %s.name_any(), namespace = s.namespace().unwrap_or_default()))]
+pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.start(CONTROLLER);
+    let ns = s
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, s, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(&s, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The broker settings of a Stream of `tenant`.
+pub fn settings(tenant: &str, s: &Stream) -> StreamSettings {
+    let name = s.name_any();
+    let retention = s.spec.retention.clone().unwrap_or_default();
+    StreamSettings {
+        name: subjects::jetstream_name(tenant, &name),
+        subjects: vec![subjects::stream_subjects(tenant, &name)],
+        max_age: retention
+            .max_age
+            .as_deref()
+            .and_then(sluice_crd::validate::parse_duration_millis)
+            .map(Duration::from_millis),
+        max_bytes: retention.max_bytes,
+        replicas: s.spec.replicas.max(1) as usize,
+        partitions: s.spec.partitions.max(1) as usize,
+    }
+}
+
+enum Verdict {
+    Accepted,
+    Refused(&'static str, String),
+}
+
+async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
+    let ns = s.namespace().unwrap_or_default();
+    let name = s.name_any();
+    let tenant_name = names::tenant_of_namespace(&ns).map(String::from);
+    let tenant = match &tenant_name {
+        Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
+        None => None,
+    };
+    let errors = sluice_crd::validate::stream(&s.spec);
+    let verdict = match &tenant {
+        None => Verdict::Refused("NoTenant", format!("namespace {ns} belongs to no tenant")),
+        Some(_) if !errors.is_empty() => {
+            Verdict::Refused("InvalidSpec", sluice_crd::validate::describe(&errors))
+        }
+        Some(t) => admit(s, t, ctx).await?,
+    };
+    let mut desired = vec![];
+    let mut state = None;
+    let mut requeue = ctx.config.resync;
+    match (&verdict, &tenant_name) {
+        (Verdict::Accepted, Some(t)) => {
+            desired.push(Desired::holds(
+                "Accepted",
+                "Admitted",
+                "the stream is valid and within its tenant's quota",
+            ));
+            match ctx.broker.ensure(&settings(t, s)).await {
+                Ok(st) => {
+                    state = Some(st);
+                    desired.push(Desired::holds(
+                        "Ready",
+                        "Provisioned",
+                        "the broker stream exists and matches the spec",
+                    ));
+                }
+                Err(e) => {
+                    let reason = match e {
+                        BrokerError::Unavailable(_) => "BrokerUnavailable",
+                        BrokerError::Refused(_) => "BrokerRefused",
+                    };
+                    desired.push(Desired::fails("Ready", reason, e.to_string()));
+                    requeue = Duration::from_secs(10);
+                }
+            }
+        }
+        (Verdict::Refused(reason, message), _) => {
+            desired.push(Desired::fails("Accepted", reason, message.clone()));
+            desired.push(Desired::fails(
+                "Ready",
+                "NotAccepted",
+                "the stream is not provisioned",
+            ));
+        }
+        (Verdict::Accepted, None) => {}
+    }
+    let previous = s.status.clone().unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    let provisioned = state.is_some() || previous.subject.is_some();
+    let next = StreamStatus {
+        subject: match (&tenant_name, provisioned, &verdict) {
+            (Some(t), true, Verdict::Accepted) => Some(subjects::events_subject(t, &name)),
+            _ => None,
+        },
+        messages: state.map(|s| s.messages as i64).or(previous.messages),
+        bytes: state.map(|s| s.bytes as i64).or(previous.bytes),
+        conditions: conditions::merge(&previous.conditions, &desired, s.meta().generation, &now),
+        observed_generation: s.meta().generation,
+    };
+    if next != previous {
+        let patch =
+            json!({"apiVersion": sluice_crd::API_VERSION, "kind": "Stream", "status": next});
+        Api::<Stream>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        ctx.metrics
+            .writes
+            .with_label_values(&["StreamStatus"])
+            .inc();
+        let reference = s.object_ref(&());
+        for c in conditions::transitions(&previous.conditions, &next.conditions) {
+            let bad = c.status != ConditionStatus::True;
+            ctx.event(
+                &reference,
+                bad,
+                c.reason.as_deref().unwrap_or(&c.type_),
+                c.message.clone().unwrap_or_default(),
+            )
+            .await;
+        }
+    }
+    Ok(Action::requeue(requeue))
+}
+
+/// `maxStreams`, oldest first.
+async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Error> {
+    let limits = sluice_crd::validate::tenant_limits(&tenant.spec);
+    let Some(max) = limits.max_streams else {
+        return Ok(Verdict::Accepted);
+    };
+    let ns = s.namespace().unwrap_or_default();
+    let mut peers: Vec<(String, String)> = Api::<Stream>::namespaced(ctx.client.clone(), &ns)
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|m| m.metadata.deletion_timestamp.is_none())
+        .map(|m| {
+            let created = m
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            (created, m.name_any())
+        })
+        .collect();
+    peers.sort();
+    let position = peers
+        .iter()
+        .position(|(_, n)| *n == s.name_any())
+        .unwrap_or(peers.len());
+    let used = Usage {
+        streams: position as u64,
+        ..Default::default()
+    };
+    let request = Usage {
+        streams: 1,
+        ..Default::default()
+    };
+    match quota::check(
+        &quota::Limits {
+            max_streams: Some(max),
+            ..Default::default()
+        },
+        used,
+        request,
+    ) {
+        Ok(()) => Ok(Verdict::Accepted),
+        Err(e) => Ok(Verdict::Refused(
+            "QuotaExceeded",
+            format!("admitting this stream would exceed its tenant's quota: {e}"),
+        )),
+    }
+}
+
+async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
+    let ns = s.namespace().unwrap_or_default();
+    if let Some(tenant) = names::tenant_of_namespace(&ns) {
+        ctx.broker
+            .delete(&subjects::jetstream_name(tenant, &s.name_any()))
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Retry policy after a failed reconcile: back off, never crash.
+pub fn error_policy(s: Arc<Stream>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .errors
+        .with_label_values(&[CONTROLLER, error.metric_label()])
+        .inc();
+    tracing::warn!(stream = %s.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
