@@ -1,0 +1,484 @@
+//! Ingest throughput through the API against a bare JetStream producer, in one process on
+//! loopback: kubesim (with Sluice's CRDs), the API (a fresh PostgreSQL database, or an SQLite
+//! file) and the local NATS server's JetStream.
+//!
+//! Each phase runs `--producers` concurrent producers for `--seconds`, each sending batches of
+//! `--batch` events of about `--event-bytes` bytes and waiting for each batch's answer:
+//!
+//! - `baseline`: an async-nats producer publishing each batch straight to JetStream, pipelined
+//!   (all published, then all acknowledgements awaited) — the broker's and client's limit;
+//! - `api`: `POST /v1/tenants/{t}/streams/{s}/events` with the batch as NDJSON (a tenant with
+//!   no ingest quota: the rate limiter is skipped);
+//! - `api+bucket`: the same for a tenant whose quota is far above the load, so every request
+//!   goes through the token bucket.
+//!
+//! Then a micro-benchmark of the token bucket alone. Streams are deleted at the end.
+//!
+//! `cargo run --release -p sluice-api --bin ingest-bench -- --help`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use sluice_api::auth::tokens::Authenticator;
+use sluice_api::ingest::limiter::{RateLimiter, Rates};
+use sluice_api::k8s::Kube;
+use sluice_api::metrics::Metrics;
+use sluice_api::store::Store;
+use sluice_api::{AppState, Config};
+use sluice_core::{names, subjects};
+
+#[derive(Parser)]
+#[command(about = "Measures ingest through the Sluice API against a bare JetStream producer")]
+struct Args {
+    /// Admin URL of a PostgreSQL server; a fresh database is created on it and dropped after.
+    #[arg(long, default_value = "postgres://root@127.0.0.1:5432/test")]
+    postgres: String,
+    /// Use an SQLite file instead of PostgreSQL.
+    #[arg(long)]
+    sqlite: bool,
+    /// NATS server with JetStream.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 4)]
+    producers: usize,
+    /// Events per batch (one request).
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Approximate size of one event in bytes.
+    #[arg(long, default_value_t = 200)]
+    event_bytes: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Rounds of (baseline, api, api+bucket), to see the spread on a busy machine.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Calls of the token-bucket micro-benchmark.
+    #[arg(long, default_value_t = 5_000_000)]
+    bucket_calls: u64,
+}
+
+/// `n` NDJSON batches of `batch` events of about `size` bytes each.
+fn batches(n: usize, batch: usize, size: usize) -> Vec<(Bytes, Vec<Bytes>)> {
+    (0..n)
+        .map(|b| {
+            let mut body = Vec::with_capacity(batch * (size + 1));
+            let mut events = Vec::with_capacity(batch);
+            for i in 0..batch {
+                let mut e = format!(
+                    "{{\"id\":\"evt-{b:04}-{i:06}\",\"type\":\"order.created\",\
+                     \"customer\":{{\"id\":\"c-{}\",\"tier\":\"gold\"}},\"amount\":{}.{:02},\
+                     \"currency\":\"EUR\",\"ts\":\"2025-01-01T00:00:00.000Z\",\"pad\":\"",
+                    i % 977,
+                    i % 500,
+                    i % 100
+                );
+                while e.len() + 2 < size {
+                    e.push('x');
+                }
+                e.push_str("\"}");
+                events.push(Bytes::from(e.clone()));
+                body.extend_from_slice(e.as_bytes());
+                body.push(b'\n');
+            }
+            (Bytes::from(body), events)
+        })
+        .collect()
+}
+
+struct Phase {
+    events: u64,
+    bytes: u64,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn eps(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+    fn mbps(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// Runs `producers` copies of `one` (one batch per call, returning events and bytes written)
+/// for `seconds`.
+async fn run<F, Fut>(producers: usize, seconds: u64, one: F) -> Phase
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(u64, u64), String>> + Send,
+{
+    let one = Arc::new(one);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (events, bytes, errors) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for p in 0..producers {
+        let (one, stop, events, bytes, errors) = (
+            one.clone(),
+            stop.clone(),
+            events.clone(),
+            bytes.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = p;
+            while !stop.load(Ordering::Relaxed) {
+                match one(p, i).await {
+                    Ok((e, b)) => {
+                        events.fetch_add(e, Ordering::Relaxed);
+                        bytes.fetch_add(b, Ordering::Relaxed);
+                    }
+                    Err(msg) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("error: {msg}");
+                        }
+                    }
+                }
+                i += producers;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Phase {
+        events: events.load(Ordering::Relaxed),
+        bytes: bytes.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    }
+}
+
+async fn baseline(
+    js: async_nats::jetstream::Context,
+    subject: String,
+    data: Arc<Vec<(Bytes, Vec<Bytes>)>>,
+    args: &Args,
+) -> Phase {
+    let subject = async_nats::Subject::from(subject);
+    run(args.producers, args.seconds, move |_, i| {
+        let (js, subject, data) = (js.clone(), subject.clone(), data.clone());
+        async move {
+            let events = &data[i % data.len()].1;
+            let mut acks = Vec::with_capacity(events.len());
+            let mut bytes = 0u64;
+            for e in events {
+                bytes += e.len() as u64;
+                acks.push(
+                    js.publish(subject.clone(), e.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            for a in acks {
+                a.await.map_err(|e| e.to_string())?;
+            }
+            Ok((events.len() as u64, bytes))
+        }
+    })
+    .await
+}
+
+async fn through_api(
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    data: Arc<Vec<(Bytes, Vec<Bytes>)>>,
+    args: &Args,
+) -> Phase {
+    run(args.producers, args.seconds, move |_, i| {
+        let (http, url, token, data) = (http.clone(), url.clone(), token.clone(), data.clone());
+        async move {
+            let (body, events) = &data[i % data.len()];
+            let bytes: u64 = events.iter().map(|e| e.len() as u64).sum();
+            let res = http
+                .post(url.as_str())
+                .bearer_auth(&token)
+                .header("content-type", "application/x-ndjson")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = res.status();
+            let text = res.bytes().await.map_err(|e| e.to_string())?;
+            if status != 202 {
+                return Err(format!("{status}: {}", String::from_utf8_lossy(&text)));
+            }
+            Ok((events.len() as u64, bytes))
+        }
+    })
+    .await
+}
+
+fn bucket_micro(calls: u64) {
+    let l = RateLimiter::new();
+    let rates = Rates {
+        events_per_sec: Some(1e15),
+        bytes_per_sec: Some(1e18),
+        event_capacity: 1e15,
+        byte_capacity: 1e18,
+    };
+    for (name, rates) in [
+        ("bucket (limited tenant)", rates),
+        ("no limit", Rates::UNLIMITED),
+    ] {
+        let start = Instant::now();
+        let mut refused = 0u64;
+        for i in 0..calls {
+            if l.reserve("bench", rates, 1000, 200_000 + (i & 1)).is_err() {
+                refused += 1;
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / calls as f64;
+        println!(
+            "| {name} | {calls} | {ns:.1} ns per request | {:.3} ns per event (batches of 1000) | refused {refused} |",
+            ns / 1000.0
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+
+    let cluster = kubesim::Cluster::new();
+    for crd in sluice_crd::crds() {
+        cluster
+            .apply_object(&serde_json::to_value(&crd)?, "ingest-bench")
+            .map_err(|e| anyhow::anyhow!("installing CRDs: {e:?}"))?;
+    }
+    let sim = kubesim::Server::start(cluster, "127.0.0.1:0".parse()?).await?;
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
+
+    let tmp = tempfile::tempdir()?;
+    let (db_url, dropper) = if args.sqlite {
+        (
+            format!("sqlite:{}", tmp.path().join("bench.db").display()),
+            None,
+        )
+    } else {
+        let admin = Store::connect(&args.postgres, 1).await?;
+        let Store::Postgres(pool) = &admin else {
+            bail!("--postgres must be a postgres:// URL")
+        };
+        let name = format!("sluice_bench_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(pool)
+            .await?;
+        let base = args.postgres.rsplit_once('/').map(|(b, _)| b).unwrap_or("");
+        (format!("{base}/{name}"), Some((admin, name)))
+    };
+    let store = Store::connect(&db_url, 16).await?;
+    store.migrate().await?;
+
+    let nats = async_nats::connect(args.nats_url.as_str())
+        .await
+        .context("NATS")?;
+    let js = async_nats::jetstream::new(nats);
+
+    let config = Config {
+        ingest_max_body_bytes: 64 * 1024 * 1024,
+        ..Config::default()
+    };
+    let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
+    let auth = Authenticator::new(
+        secret.as_bytes(),
+        &config.issuer,
+        &config.audience,
+        None,
+        config.token_cache_ttl,
+    );
+    let metrics = Metrics::new(prometheus::Registry::new())?;
+    let state = AppState::new(
+        config,
+        store.clone(),
+        Kube::new(client.clone()),
+        auth,
+        metrics,
+    )
+    .with_jetstream(js.clone());
+    let admin_token = sluice_api::bootstrap_token(&state)
+        .await?
+        .context("bootstrap token")?;
+    let flusher = state.spawn_usage_flusher();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(sluice_api::serve(
+        listener,
+        sluice_api::app(state.clone()),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.producers * 2)
+        .build()?;
+
+    // Two tenants: one without an ingest quota, one with a quota far above the load. Each has
+    // a stream `orders`, provisioned on JetStream as the operator would.
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut setups = vec![];
+    let mut broker_streams = vec![];
+    for (kind, quota) in [
+        ("free", json!({})),
+        (
+            "limited",
+            json!({"ingest": {"eventsPerSecond": 1_000_000_000i64,
+                "bytesPerSecond": 1_000_000_000_000i64, "burst": 1_000_000_000i64}}),
+        ),
+    ] {
+        let tenant = format!("bench-{kind}-{suffix}");
+        let res = http
+            .post(format!("{base}/v1/tenants"))
+            .bearer_auth(&admin_token)
+            .json(&json!({"name": tenant, "spec": {"quota": quota}}))
+            .send()
+            .await?;
+        if res.status() != 201 {
+            bail!("tenant create: {} {}", res.status(), res.text().await?);
+        }
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+            json!({"metadata": {"name": names::tenant_namespace(&tenant)}}),
+        )?;
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .create(&Default::default(), &ns)
+            .await?;
+        let token: serde_json::Value = http
+            .post(format!("{base}/v1/tenants/{tenant}/tokens"))
+            .bearer_auth(&admin_token)
+            .json(&json!({"name": "producer", "role": "producer"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = token["token"].as_str().context("token")?.to_string();
+        let res = http
+            .post(format!("{base}/v1/tenants/{tenant}/streams"))
+            .bearer_auth(&admin_token)
+            .json(&json!({"name": "orders", "spec": {"retention": {"maxBytes": 536870912}}}))
+            .send()
+            .await?;
+        if res.status() != 201 {
+            bail!("stream create: {} {}", res.status(), res.text().await?);
+        }
+        let js_name = subjects::jetstream_name(&tenant, "orders");
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: js_name.clone(),
+            subjects: vec![subjects::stream_subjects(&tenant, "orders")],
+            max_bytes: 512 * 1024 * 1024,
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+        broker_streams.push(js_name);
+        let subject = subjects::events_subject(&tenant, "orders");
+        Api::<sluice_crd::Stream>::namespaced(client.clone(), &names::tenant_namespace(&tenant))
+            .patch_status(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"subject": subject}})),
+            )
+            .await?;
+        setups.push((
+            format!("{base}/v1/tenants/{tenant}/streams/orders/events"),
+            token,
+            subject,
+        ));
+    }
+
+    let data = Arc::new(batches(16, args.batch, args.event_bytes));
+    let avg = data[0].1.iter().map(|e| e.len()).sum::<usize>() as f64 / args.batch as f64;
+    println!(
+        "producers {}, batches of {} events of {avg:.0} bytes, {} s per phase\n",
+        args.producers, args.batch, args.seconds
+    );
+    // Warm-up: connections, caches.
+    for (url, token, _) in &setups {
+        let res = http
+            .post(url.as_str())
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(data[0].0.clone())
+            .send()
+            .await?;
+        if res.status() != 202 {
+            bail!("warm-up: {} {}", res.status(), res.text().await?);
+        }
+    }
+
+    println!("| round | phase | events | errors | events/s | MB/s | vs baseline |");
+    println!("|---|---|---|---|---|---|---|");
+    for round in 1..=args.rounds {
+        let base_phase = baseline(js.clone(), setups[0].2.clone(), data.clone(), &args).await;
+        let api = through_api(
+            http.clone(),
+            setups[0].0.clone(),
+            setups[0].1.clone(),
+            data.clone(),
+            &args,
+        )
+        .await;
+        let bucket = through_api(
+            http.clone(),
+            setups[1].0.clone(),
+            setups[1].1.clone(),
+            data.clone(),
+            &args,
+        )
+        .await;
+        for (name, p) in [
+            ("baseline (async-nats → JetStream)", &base_phase),
+            ("API, no limiter", &api),
+            ("API, token bucket", &bucket),
+        ] {
+            println!(
+                "| {round} | {name} | {} | {} | {:.0} | {:.1} | {:.0}% |",
+                p.events,
+                p.errors,
+                p.eps(),
+                p.mbps(),
+                100.0 * p.eps() / base_phase.eps()
+            );
+        }
+    }
+
+    println!("\n| token bucket | calls | per request | per event | |\n|---|---|---|---|---|");
+    bucket_micro(args.bucket_calls);
+
+    let _ = stop_tx.send(());
+    server.await??;
+    flusher.abort();
+    state.flush_usage().await?;
+    for name in broker_streams {
+        let _ = js.delete_stream(&name).await;
+    }
+    store.close().await;
+    if let Some((admin, name)) = dropper {
+        if let Store::Postgres(pool) = &admin {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(pool)
+            .await?;
+        }
+        admin.close().await;
+    }
+    sim.shutdown().await;
+    Ok(())
+}

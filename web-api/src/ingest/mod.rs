@@ -1,0 +1,180 @@
+//! Ingest: producers' events enter through `POST /v1/tenants/{tenant}/streams/{stream}/events`
+//! (see [`crate::routes::ingest`]) and are published to the stream's subject on NATS JetStream.
+//!
+//! This module holds what the route shares between requests: the JetStream context, the
+//! per-tenant token buckets ([`limiter`]), the usage meter ([`meter`]), and a short-lived cache
+//! of where each stream's events go (its subject, its compiled JSON Schema, the tenant's rates),
+//! so that a request costs no Kubernetes round trip while the cache is fresh.
+
+pub mod limiter;
+pub mod meter;
+pub mod parse;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::auth;
+use crate::k8s::Kube;
+use crate::problem::ApiError;
+use limiter::{RateLimiter, Rates};
+use meter::UsageMeter;
+
+/// Where a stream's events go, and how they are checked.
+#[derive(Debug)]
+pub struct Target {
+    /// The broker subject (the Stream's `status.subject`).
+    pub subject: async_nats::Subject,
+    /// The stream's JSON Schema, compiled; `None` when events are not checked.
+    pub schema: Option<Arc<jsonschema::Validator>>,
+    /// The tenant's ingest rates on this replica.
+    pub rates: Rates,
+    /// Whether the tenant is suspended (ingest refused).
+    pub suspended: bool,
+}
+
+#[derive(Debug)]
+struct Cached {
+    target: Arc<Target>,
+    at: Instant,
+    /// `metadata.resourceVersion` of the Stream the schema was compiled from.
+    resource_version: Option<String>,
+    schema: Option<Map<String, Value>>,
+}
+
+/// State of the ingest route shared by all requests.
+#[derive(Debug)]
+pub struct Ingest {
+    /// JetStream, when a NATS URL is configured (ingest answers 503 otherwise).
+    pub jetstream: Option<async_nats::jetstream::Context>,
+    /// Per-tenant token buckets.
+    pub limiter: RateLimiter,
+    /// Counts waiting to be written to the store.
+    pub meter: UsageMeter,
+    /// Rates and bursts are divided by this (API replicas sharing the load).
+    pub replicas: u32,
+    /// How long a looked-up stream and tenant are used before being read again.
+    pub ttl: Duration,
+    targets: RwLock<HashMap<(String, String), Cached>>,
+}
+
+/// Compiles a stream's JSON Schema.
+pub fn compile_schema(schema: &Map<String, Value>) -> Result<jsonschema::Validator, String> {
+    jsonschema::validator_for(&Value::Object(schema.clone())).map_err(|e| e.to_string())
+}
+
+impl Ingest {
+    /// Ingest state; `jetstream` is `None` when no broker is configured.
+    pub fn new(
+        jetstream: Option<async_nats::jetstream::Context>,
+        replicas: u32,
+        ttl: Duration,
+    ) -> Self {
+        Ingest {
+            jetstream,
+            limiter: RateLimiter::new(),
+            meter: UsageMeter::new(),
+            replicas: replicas.max(1),
+            ttl,
+            targets: Default::default(),
+        }
+    }
+
+    /// Where the events of `stream` of `tenant` go: from the cache while fresh, else read from
+    /// Kubernetes (the Stream and the Tenant). The schema is compiled again only when the
+    /// Stream's resourceVersion and its schema changed.
+    pub async fn target(
+        &self,
+        kube: &Kube,
+        tenant: &str,
+        stream: &str,
+    ) -> Result<Arc<Target>, ApiError> {
+        let key = (tenant.to_string(), stream.to_string());
+        let previous = {
+            let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+            match targets.get(&key) {
+                Some(c) if c.at.elapsed() < self.ttl => return Ok(c.target.clone()),
+                Some(c) => Some((
+                    c.resource_version.clone(),
+                    c.schema.clone(),
+                    c.target.schema.clone(),
+                )),
+                None => None,
+            }
+        };
+        let s = kube
+            .stream(tenant, stream)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("stream {stream:?} not found")))?;
+        if s.metadata.deletion_timestamp.is_some() {
+            self.forget_stream(tenant, stream);
+            return Err(ApiError::Conflict(format!(
+                "stream {stream:?} is being deleted"
+            )));
+        }
+        let Some(subject) = s.status.as_ref().and_then(|st| st.subject.clone()) else {
+            return Err(ApiError::StreamNotReady(format!(
+                "stream {stream:?} is not provisioned on the broker yet (no status.subject); \
+                 the operator does it shortly after the stream is created; retry in a few seconds"
+            )));
+        };
+        let t = kube
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| auth::tenant_not_found(tenant))?;
+        let rv = s.metadata.resource_version.clone();
+        let schema = match (&s.spec.schema, previous) {
+            (None, _) => None,
+            (Some(new), Some((old_rv, old_schema, Some(compiled))))
+                if old_rv == rv || old_schema.as_ref() == Some(new) =>
+            {
+                Some(compiled)
+            }
+            (Some(new), _) => Some(Arc::new(compile_schema(new).map_err(|e| {
+                ApiError::Conflict(format!(
+                    "stream {stream:?} has a schema that is not a valid JSON Schema ({e}); \
+                     fix the stream's spec.schema"
+                ))
+            })?)),
+        };
+        let target = Arc::new(Target {
+            subject: subject.into(),
+            schema,
+            rates: Rates::from_quota(t.spec.quota.ingest.as_ref(), self.replicas),
+            suspended: t.spec.suspend,
+        });
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        if targets.len() > 100_000 {
+            targets.clear();
+        }
+        targets.insert(
+            key,
+            Cached {
+                target: target.clone(),
+                at: Instant::now(),
+                resource_version: rv,
+                schema: s.spec.schema.clone(),
+            },
+        );
+        Ok(target)
+    }
+
+    /// Forgets a cached stream (after it changed through this replica).
+    pub fn forget_stream(&self, tenant: &str, stream: &str) {
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(tenant.to_string(), stream.to_string()));
+    }
+
+    /// Forgets a tenant's cached streams (after its quota or suspension changed, or its
+    /// deletion).
+    pub fn forget_tenant(&self, tenant: &str) {
+        self.targets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(t, _), _| t != tenant);
+    }
+}

@@ -1,0 +1,297 @@
+//! The Kubernetes API, the source of truth for Tenants, Streams and Pipelines: the API reads and
+//! writes them here and keeps no copy of a spec.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, ListParams, ObjectList, PostParams};
+use kube::{Client, core::ObjectMeta};
+use sluice_core::names;
+use sluice_crd::{Pipeline, PipelineSpec, Stream, StreamSpec, Tenant, TenantSpec};
+
+use crate::problem::ApiError;
+
+/// Field manager and `app.kubernetes.io/managed-by` value of what the API writes.
+pub const MANAGER: &str = "sluice-api";
+
+/// Client of the Kubernetes API.
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+}
+
+impl std::fmt::Debug for Kube {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kube").finish_non_exhaustive()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        dry_run: false,
+        field_manager: Some(MANAGER.to_string()),
+    }
+}
+
+fn labels(tenant: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (names::LABEL_TENANT.to_string(), tenant.to_string()),
+        (names::LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+    ]
+    .into()
+}
+
+impl Kube {
+    /// Wraps a client.
+    pub fn new(client: Client) -> Self {
+        Kube { client }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn tenants(&self) -> Api<Tenant> {
+        Api::all(self.client.clone())
+    }
+
+    fn pipelines(&self, tenant: &str) -> Api<Pipeline> {
+        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
+    }
+
+    /// Checks the API server answers.
+    pub async fn ping(&self) -> Result<(), kube::Error> {
+        self.client.apiserver_version().await.map(|_| ())
+    }
+
+    /// A tenant object.
+    pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, kube::Error> {
+        self.tenants().get_opt(name).await
+    }
+
+    /// Creates a tenant object.
+    pub async fn create_tenant(&self, name: &str, spec: TenantSpec) -> Result<Tenant, kube::Error> {
+        let t = Tenant {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(labels(name)),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        };
+        self.tenants().create(&post_params(), &t).await
+    }
+
+    /// Replaces a tenant's spec, failing with a conflict if it changed since `current` was read.
+    pub async fn replace_tenant(
+        &self,
+        current: &Tenant,
+        spec: TenantSpec,
+    ) -> Result<Tenant, kube::Error> {
+        let mut t = current.clone();
+        t.spec = spec;
+        t.status = None;
+        let name = current.metadata.name.clone().unwrap_or_default();
+        self.tenants().replace(&name, &post_params(), &t).await
+    }
+
+    /// Deletes a tenant (the operator's finalizer cascades). Returns the object when it is still
+    /// there, marked for deletion.
+    pub async fn delete_tenant(&self, name: &str) -> Result<Option<Tenant>, kube::Error> {
+        match self.tenants().delete(name, &DeleteParams::default()).await {
+            Ok(either) => Ok(either.left()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the tenant's namespace exists (the operator creates it).
+    pub async fn namespace_ready(&self, tenant: &str) -> Result<bool, kube::Error> {
+        let ns = Api::<Namespace>::all(self.client.clone())
+            .get_opt(&names::tenant_namespace(tenant))
+            .await?;
+        Ok(ns.is_some_and(|n| n.metadata.deletion_timestamp.is_none()))
+    }
+
+    /// A pipeline of a tenant.
+    pub async fn pipeline(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Pipeline>, kube::Error> {
+        match self.pipelines(tenant).get_opt(name).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            other => other,
+        }
+    }
+
+    /// One page of a tenant's pipelines.
+    pub async fn list_pipelines(
+        &self,
+        tenant: &str,
+        limit: u32,
+        continue_token: Option<&str>,
+    ) -> Result<ObjectList<Pipeline>, kube::Error> {
+        let mut lp = ListParams::default().limit(limit);
+        if let Some(c) = continue_token {
+            lp = lp.continue_token(c);
+        }
+        self.pipelines(tenant).list(&lp).await
+    }
+
+    /// Every pipeline of a tenant (for quota arithmetic).
+    pub async fn all_pipelines(&self, tenant: &str) -> Result<Vec<Pipeline>, kube::Error> {
+        Ok(self
+            .pipelines(tenant)
+            .list(&ListParams::default())
+            .await?
+            .items)
+    }
+
+    fn streams(&self, tenant: &str) -> Api<Stream> {
+        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
+    }
+
+    /// Number of streams of a tenant that are not being deleted (as quota counts them).
+    pub async fn count_streams(&self, tenant: &str) -> Result<u64, kube::Error> {
+        let list = self
+            .streams(tenant)
+            .list_metadata(&ListParams::default())
+            .await?;
+        Ok(list
+            .items
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .count() as u64)
+    }
+
+    /// A stream of a tenant.
+    pub async fn stream(&self, tenant: &str, name: &str) -> Result<Option<Stream>, kube::Error> {
+        match self.streams(tenant).get_opt(name).await {
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            other => other,
+        }
+    }
+
+    /// One page of a tenant's streams.
+    pub async fn list_streams(
+        &self,
+        tenant: &str,
+        limit: u32,
+        continue_token: Option<&str>,
+    ) -> Result<ObjectList<Stream>, kube::Error> {
+        let mut lp = ListParams::default().limit(limit);
+        if let Some(c) = continue_token {
+            lp = lp.continue_token(c);
+        }
+        self.streams(tenant).list(&lp).await
+    }
+
+    /// Creates a stream.
+    pub async fn create_stream(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: StreamSpec,
+    ) -> Result<Stream, kube::Error> {
+        let s = Stream {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(names::tenant_namespace(tenant)),
+                labels: Some(labels(tenant)),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        };
+        self.streams(tenant).create(&post_params(), &s).await
+    }
+
+    /// Replaces a stream's spec, failing with a conflict if it changed since `current` was read.
+    pub async fn replace_stream(
+        &self,
+        tenant: &str,
+        current: &Stream,
+        spec: StreamSpec,
+    ) -> Result<Stream, kube::Error> {
+        let mut s = current.clone();
+        s.spec = spec;
+        s.status = None;
+        let name = current.metadata.name.clone().unwrap_or_default();
+        self.streams(tenant)
+            .replace(&name, &post_params(), &s)
+            .await
+    }
+
+    /// Deletes a stream; the object when still there (the operator's finalizer removes the
+    /// broker side first).
+    pub async fn delete_stream(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Stream>, kube::Error> {
+        Ok(self
+            .streams(tenant)
+            .delete(name, &DeleteParams::default())
+            .await?
+            .left())
+    }
+
+    /// Creates a pipeline.
+    pub async fn create_pipeline(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: PipelineSpec,
+    ) -> Result<Pipeline, kube::Error> {
+        let p = Pipeline {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(names::tenant_namespace(tenant)),
+                labels: Some(labels(tenant)),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        };
+        self.pipelines(tenant).create(&post_params(), &p).await
+    }
+
+    /// Replaces a pipeline's spec, failing with a conflict if it changed since `current` was
+    /// read.
+    pub async fn replace_pipeline(
+        &self,
+        tenant: &str,
+        current: &Pipeline,
+        spec: PipelineSpec,
+    ) -> Result<Pipeline, kube::Error> {
+        let mut p = current.clone();
+        p.spec = spec;
+        p.status = None;
+        let name = current.metadata.name.clone().unwrap_or_default();
+        self.pipelines(tenant)
+            .replace(&name, &post_params(), &p)
+            .await
+    }
+
+    /// Deletes a pipeline; the object when still there (finalizers pending).
+    pub async fn delete_pipeline(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<Pipeline>, kube::Error> {
+        Ok(self
+            .pipelines(tenant)
+            .delete(name, &DeleteParams::default())
+            .await?
+            .left())
+    }
+}
+
+/// Maps "not found" from Kubernetes to the API's 404 for `what`.
+pub fn not_found(what: &str) -> impl FnOnce(kube::Error) -> ApiError + '_ {
+    move |e| match &e {
+        kube::Error::Api(s) if s.code == 404 => ApiError::NotFound(format!("{what} not found")),
+        _ => e.into(),
+    }
+}

@@ -1,0 +1,255 @@
+//! Sluice's Web API: the self-service front door for tenancy, API tokens and roles, quotas,
+//! streams and pipelines, and the ingest route producers send events to.
+//!
+//! Tenants, Streams and Pipelines are Kubernetes objects, read and written through the
+//! Kubernetes API ([`k8s`]); the [`store`] (PostgreSQL, or an embedded SQLite file) keeps only
+//! the tenant registry, API token hashes, the audit log, idempotency keys and ingest metering.
+//! Ingested events go to NATS JetStream ([`ingest`]). [`app`] builds the router; the
+//! `sluice-api` binary is a thin command line over [`serve`] and [`migrate`].
+
+pub mod audit;
+pub mod auth;
+pub mod body;
+pub mod idempotency;
+pub mod ingest;
+pub mod k8s;
+pub mod metrics;
+pub mod openapi;
+pub mod pagination;
+pub mod problem;
+pub mod quota;
+pub mod routes;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::auth::Role;
+use crate::auth::tokens::Authenticator;
+use crate::ingest::Ingest;
+use crate::k8s::Kube;
+use crate::metrics::Metrics;
+use crate::store::{Store, TenantRow};
+
+/// Settings of the API.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `iss` of the API tokens Sluice issues.
+    pub issuer: String,
+    /// `aud` of the API tokens Sluice issues.
+    pub audience: String,
+    /// Lifetime of new API tokens when the request does not say.
+    pub default_token_ttl: Duration,
+    /// Longest lifetime a new API token may have.
+    pub max_token_ttl: Duration,
+    /// Lifetime of the bootstrap admin token.
+    pub bootstrap_token_ttl: Duration,
+    /// How long a verified API token (and a tenant registry row) is cached; revocation and
+    /// tenant deletion take effect on other replicas within this time.
+    pub token_cache_ttl: Duration,
+    /// Largest request body, in bytes (except ingest).
+    pub max_body_bytes: usize,
+    /// Largest ingest request body, in bytes.
+    pub ingest_max_body_bytes: usize,
+    /// Number of API replicas sharing the ingest load: each replica enforces `1/N` of every
+    /// tenant's ingest rates and bursts.
+    pub ingest_replicas: u32,
+    /// How often ingest counts are written to the store.
+    pub usage_flush_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: "sluice".into(),
+            audience: "sluice-api".into(),
+            default_token_ttl: Duration::from_secs(90 * 24 * 3600),
+            max_token_ttl: Duration::from_secs(366 * 24 * 3600),
+            bootstrap_token_ttl: Duration::from_secs(366 * 24 * 3600),
+            token_cache_ttl: Duration::from_secs(5),
+            max_body_bytes: 256 * 1024,
+            ingest_max_body_bytes: 8 * 1024 * 1024,
+            ingest_replicas: 1,
+            usage_flush_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The store.
+    pub store: Store,
+    /// The Kubernetes API.
+    pub kube: Kube,
+    /// Token verification and issuing.
+    pub auth: Arc<Authenticator>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Ingest: broker, rate limits, metering.
+    pub ingest: Arc<Ingest>,
+    tenants: Arc<RwLock<HashMap<String, (TenantRow, Instant)>>>,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        config: Config,
+        store: Store,
+        kube: Kube,
+        auth: Authenticator,
+        metrics: Metrics,
+    ) -> Self {
+        let ingest = Ingest::new(None, config.ingest_replicas, config.token_cache_ttl);
+        AppState {
+            config: Arc::new(config),
+            store,
+            kube,
+            auth: Arc::new(auth),
+            metrics: Arc::new(metrics),
+            ingest: Arc::new(ingest),
+            tenants: Default::default(),
+        }
+    }
+
+    /// The state with events ingested to this JetStream (without one, ingest answers 503).
+    pub fn with_jetstream(mut self, jetstream: async_nats::jetstream::Context) -> Self {
+        self.ingest = Arc::new(Ingest::new(
+            Some(jetstream),
+            self.config.ingest_replicas,
+            self.config.token_cache_ttl,
+        ));
+        self
+    }
+
+    /// Writes the pending ingest counts to the store (see [`ingest::meter`]).
+    pub async fn flush_usage(&self) -> Result<usize, store::StoreError> {
+        self.ingest.meter.flush(&self.store).await
+    }
+
+    /// Flushes the ingest counts every [`Config::usage_flush_interval`], forever; abort the
+    /// task and call [`AppState::flush_usage`] once more on shutdown.
+    pub fn spawn_usage_flusher(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(state.config.usage_flush_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.flush_usage().await {
+                    tracing::warn!(error = %e, "cannot write ingest usage; kept for the next try");
+                }
+            }
+        })
+    }
+
+    /// A tenant's registry row, cached for [`Config::token_cache_ttl`].
+    pub async fn tenant_row(&self, name: &str) -> Result<Option<TenantRow>, problem::ApiError> {
+        {
+            let cache = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((row, at)) = cache.get(name)
+                && at.elapsed() < self.config.token_cache_ttl
+            {
+                return Ok(Some(row.clone()));
+            }
+        }
+        let row = self.store.tenant_by_name(name).await?;
+        let mut cache = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        match &row {
+            Some(r) => {
+                if cache.len() > 100_000 {
+                    cache.clear();
+                }
+                cache.insert(name.to_string(), (r.clone(), Instant::now()));
+            }
+            None => {
+                cache.remove(name);
+            }
+        }
+        Ok(row)
+    }
+
+    /// Forgets a cached tenant (after its deletion).
+    pub fn forget_tenant(&self, name: &str) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.auth.forget_tenant(name);
+        self.ingest.forget_tenant(name);
+        self.ingest.limiter.forget(name);
+    }
+}
+
+/// Formats milliseconds since the epoch as RFC 3339.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The API's router, every route under `/v1` plus `/healthz`, `/readyz`, `/metrics` and
+/// `/openapi.json`.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = routes::router().split_for_parts();
+    let limit = state.config.max_body_bytes;
+    router
+        .fallback(routes::fallback)
+        .layer(axum::middleware::from_fn(routes::problem_for_bare_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The bootstrap admin token's name.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
+
+/// Issues the bootstrap platform-admin token if none was ever issued; returns it (to print
+/// once). Replicas starting together race on a unique key: only one wins.
+pub async fn bootstrap_token(state: &AppState) -> Result<Option<String>, auth::tokens::IssueError> {
+    match state
+        .auth
+        .issue(
+            &state.store,
+            None,
+            BOOTSTRAP_TOKEN_NAME,
+            Role::PlatformAdmin,
+            state.config.bootstrap_token_ttl,
+            "bootstrap",
+        )
+        .await
+    {
+        Ok(issued) => Ok(Some(issued.secret)),
+        Err(auth::tokens::IssueError::Duplicate) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the store's pending migrations.
+pub async fn migrate(store: &Store) -> Result<(), store::StoreError> {
+    store.migrate().await
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, with client addresses available to
+/// the audit log.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

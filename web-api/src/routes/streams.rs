@@ -1,0 +1,465 @@
+//! Streams of a tenant: create, list, get (spec and the operator's status: broker subject,
+//! message and byte counts, conditions), replace, JSON merge patch (e.g. retention) and delete.
+//! Specs are validated (names, retention, a schema that is a valid JSON Schema, no unknown
+//! fields) before anything is written, and creates are checked against the tenant's
+//! `maxStreams` under the tenant's lock, like pipelines.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sluice_core::quota::{self, Usage};
+use sluice_crd::validate::{self, tenant_limits};
+use sluice_crd::{Stream, StreamSpec, StreamStatus, Tenant};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Read, TenantAccess, WriteStreams};
+use crate::body::{self, Json, MergePatch};
+use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::problem::{ApiError, FieldProblem, Problem};
+use crate::routes::check_name;
+use crate::store::StoreError;
+use crate::{AppState, audit, auth, idempotency};
+
+/// Body of `POST /v1/tenants/{tenant}/streams`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateStream {
+    /// Name, a DNS-1123 label, unique in the tenant.
+    pub name: String,
+    /// Retention, partitions, replicas and the optional JSON Schema of events.
+    #[schema(schema_with = crate::openapi::stream_spec_ref)]
+    pub spec: StreamSpec,
+}
+
+/// Body of `PUT /v1/tenants/{tenant}/streams/{stream}` (and the document a merge patch
+/// applies to).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplaceStream {
+    /// The new spec. `partitions` cannot change.
+    #[schema(schema_with = crate::openapi::stream_spec_ref)]
+    pub spec: StreamSpec,
+    /// When set, the replace fails with 409 if the stream changed since this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+}
+
+/// A stream as the API shows it: its spec and the operator's status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamView {
+    /// Name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Desired state.
+    #[schema(schema_with = crate::openapi::stream_spec_ref)]
+    pub spec: StreamSpec,
+    /// Observed state (broker subject, counts, conditions), once the operator has provisioned
+    /// the stream. Events can be ingested once `status.subject` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::stream_status_ref)]
+    pub status: Option<StreamStatus>,
+    /// Creation time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Generation of the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Version of the object, for optimistic concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Whether the stream is marked for deletion.
+    pub deleting: bool,
+}
+
+impl StreamView {
+    fn new(tenant: &str, s: Stream) -> Self {
+        StreamView {
+            name: s.metadata.name.clone().unwrap_or_default(),
+            tenant: tenant.to_string(),
+            created_at: s
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string()),
+            generation: s.metadata.generation,
+            resource_version: s.metadata.resource_version.clone(),
+            deleting: s.metadata.deletion_timestamp.is_some(),
+            spec: s.spec,
+            status: s.status,
+        }
+    }
+}
+
+page_type!(StreamPage, StreamView, "A page of streams.");
+
+/// The routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_stream, list_streams))
+        .routes(routes!(
+            get_stream,
+            replace_stream,
+            patch_stream,
+            delete_stream
+        ))
+}
+
+/// Checks a stream spec: retention, partitions, replicas, and a schema that compiles as a JSON
+/// Schema (422 `validation-failed` naming each field).
+pub fn validate_spec(spec: &StreamSpec) -> Result<(), ApiError> {
+    let mut errors: Vec<FieldProblem> = validate::stream(spec)
+        .into_iter()
+        .map(FieldProblem::from)
+        .collect();
+    if let Some(schema) = &spec.schema
+        && let Err(e) = crate::ingest::compile_schema(schema)
+    {
+        errors.push(FieldProblem::new(
+            "spec.schema",
+            format!("is not a valid JSON Schema: {e}"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+/// The tenant's `Tenant`, when it is ready to hold streams.
+async fn ready_tenant(state: &AppState, tenant: &str) -> Result<Tenant, ApiError> {
+    let t = state.kube.tenant(tenant).await?.ok_or_else(|| {
+        ApiError::TenantNotReady(format!("tenant {tenant:?} has no Tenant object yet"))
+    })?;
+    if t.metadata.deletion_timestamp.is_some() {
+        return Err(ApiError::Conflict(format!(
+            "tenant {tenant:?} is being deleted"
+        )));
+    }
+    if !state.kube.namespace_ready(tenant).await? {
+        return Err(ApiError::TenantNotReady(format!(
+            "the namespace of tenant {tenant:?} does not exist yet; the operator creates it \
+             shortly after the tenant; retry in a few seconds"
+        )));
+    }
+    Ok(t)
+}
+
+fn stream_not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("stream {name:?} not found"))
+}
+
+/// Creates a stream; the operator then provisions its broker side and sets `status.subject`.
+/// 409 `quota-exceeded` over `maxStreams`, 409 `tenant-not-ready` while the operator has not
+/// yet created the tenant's namespace.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/streams", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Returns the first answer again when retried with the same body")),
+    request_body = CreateStream,
+    responses(
+        (status = 201, description = "Created", body = StreamView),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn create_stream(
+    State(state): State<AppState>,
+    access: TenantAccess<WriteStreams>,
+    headers: HeaderMap,
+    Json(req): Json<CreateStream>,
+) -> Result<Response, ApiError> {
+    let tenant = access.tenant.name.clone();
+    let fingerprint = serde_json::to_vec(&json!(["stream.create", &req])).unwrap_or_default();
+    let result = idempotency::run(
+        &state,
+        &access.tenant.id,
+        &headers,
+        &fingerprint,
+        || async {
+            check_name("name", &req.name, 63)?;
+            validate_spec(&req.spec)?;
+            let t = ready_tenant(&state, &tenant).await?;
+            let lock = state
+                .store
+                .lock_tenant(&access.tenant.id)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound => auth::tenant_not_found(&tenant),
+                    e => e.into(),
+                })?;
+            if state.kube.stream(&tenant, &req.name).await?.is_some() {
+                return Err(ApiError::AlreadyExists(format!(
+                    "stream {:?} already exists",
+                    req.name
+                )));
+            }
+            let used = Usage {
+                streams: state.kube.count_streams(&tenant).await?,
+                ..Default::default()
+            };
+            let request = Usage {
+                streams: 1,
+                ..Default::default()
+            };
+            quota::check(&tenant_limits(&t.spec), used, request)
+                .map_err(ApiError::QuotaExceeded)?;
+            let created = state
+                .kube
+                .create_stream(&tenant, &req.name, req.spec.clone())
+                .await?;
+            lock.release().await?;
+            let view = serde_json::to_value(StreamView::new(&tenant, created))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(idempotency::Created {
+                status: StatusCode::CREATED,
+                body: view.clone(),
+                stored: view,
+            })
+        },
+    )
+    .await;
+    audit::record(
+        &state,
+        &access.caller,
+        Some(&tenant),
+        "stream.create",
+        &format!("streams/{}", req.name),
+        audit::Outcome::of_response(&result),
+    )
+    .await;
+    result
+}
+
+/// Lists the tenant's streams, with their status.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/streams", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"), PageParams),
+    responses(
+        (status = 200, description = "A page of streams", body = StreamPage),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn list_streams(
+    State(state): State<AppState>,
+    access: TenantAccess<Read>,
+    Query(page): Query<PageParams>,
+) -> Result<axum::Json<StreamPage>, ApiError> {
+    let limit = page.limit()?;
+    let cursor = page.cursor()?;
+    let tenant = &access.tenant.name;
+    if !state.kube.namespace_ready(tenant).await? {
+        return Ok(axum::Json(StreamPage {
+            items: vec![],
+            next_cursor: None,
+        }));
+    }
+    let list = state
+        .kube
+        .list_streams(tenant, limit, cursor.as_deref())
+        .await
+        .map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 410 || s.code == 400 => {
+                ApiError::bad_param("cursor", "has expired or is not valid; list again")
+            }
+            _ => e.into(),
+        })?;
+    let next_cursor = list
+        .metadata
+        .continue_
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(encode_cursor);
+    let items = list
+        .items
+        .into_iter()
+        .map(|s| StreamView::new(tenant, s))
+        .collect();
+    Ok(axum::Json(StreamPage { items, next_cursor }))
+}
+
+/// A stream: its spec and the operator's status.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("stream" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "The stream", body = StreamView),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn get_stream(
+    State(state): State<AppState>,
+    access: TenantAccess<Read>,
+    Path((_tenant, name)): Path<(String, String)>,
+) -> Result<axum::Json<StreamView>, ApiError> {
+    let tenant = &access.tenant.name;
+    let s = state
+        .kube
+        .stream(tenant, &name)
+        .await?
+        .ok_or_else(|| stream_not_found(&name))?;
+    Ok(axum::Json(StreamView::new(tenant, s)))
+}
+
+/// Changes a stream's spec: validation, immutable partitions, optimistic concurrency, then the
+/// write (a change never adds a stream, so it needs no quota check).
+async fn change(
+    state: &AppState,
+    access: &TenantAccess<WriteStreams>,
+    name: &str,
+    action: &str,
+    make: impl FnOnce(&Stream) -> Result<(StreamSpec, Option<String>), ApiError>,
+) -> Result<axum::Json<StreamView>, ApiError> {
+    let tenant = access.tenant.name.clone();
+    let result = async {
+        let current = state
+            .kube
+            .stream(&tenant, name)
+            .await?
+            .ok_or_else(|| stream_not_found(name))?;
+        if current.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::Conflict(format!(
+                "stream {name:?} is being deleted"
+            )));
+        }
+        let (spec, expected_version) = make(&current)?;
+        if let Some(v) = expected_version
+            && current.metadata.resource_version.as_deref() != Some(v.as_str())
+        {
+            return Err(ApiError::Conflict(format!(
+                "stream {name:?} changed since version {v}; read it again"
+            )));
+        }
+        validate_spec(&spec)?;
+        if spec.partitions != current.spec.partitions {
+            return Err(ApiError::field(
+                "spec.partitions",
+                "is immutable: events are already spread over the partitions; create another \
+                 stream",
+            ));
+        }
+        let updated = state.kube.replace_stream(&tenant, &current, spec).await?;
+        state.ingest.forget_stream(&tenant, name);
+        Ok(axum::Json(StreamView::new(&tenant, updated)))
+    }
+    .await;
+    audit::record(
+        state,
+        &access.caller,
+        Some(&tenant),
+        action,
+        &format!("streams/{name}"),
+        audit::Outcome::of(&result, 200),
+    )
+    .await;
+    result
+}
+
+/// Replaces a stream's spec (retention, replicas, schema).
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("stream" = String, Path, description = "Stream name")),
+    request_body = ReplaceStream,
+    responses(
+        (status = 200, description = "The updated stream", body = StreamView),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn replace_stream(
+    State(state): State<AppState>,
+    access: TenantAccess<WriteStreams>,
+    Path((_tenant, name)): Path<(String, String)>,
+    Json(req): Json<ReplaceStream>,
+) -> Result<axum::Json<StreamView>, ApiError> {
+    change(&state, &access, &name, "stream.replace", |_| {
+        Ok((req.spec, req.resource_version))
+    })
+    .await
+}
+
+/// Changes a stream with a JSON merge patch (RFC 7396) of `{"spec": {...}}`, e.g.
+/// `{"spec": {"retention": {"maxAge": "7d"}}}`.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("stream" = String, Path, description = "Stream name")),
+    request_body(content = Object, content_type = "application/merge-patch+json",
+        description = "A merge patch of `{\"spec\": StreamSpec, \"resourceVersion\": ...}`"),
+    responses(
+        (status = 200, description = "The updated stream", body = StreamView),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn patch_stream(
+    State(state): State<AppState>,
+    access: TenantAccess<WriteStreams>,
+    Path((_tenant, name)): Path<(String, String)>,
+    MergePatch(patch): MergePatch,
+) -> Result<axum::Json<StreamView>, ApiError> {
+    change(&state, &access, &name, "stream.patch", |current| {
+        let mut doc = json!({ "spec": current.spec });
+        json_patch::merge(&mut doc, &patch);
+        let r = body::from_value::<ReplaceStream>(doc)?;
+        Ok((r.spec, r.resource_version))
+    })
+    .await
+}
+
+/// Deletes a stream: 202 while the operator's finalizer removes its broker side (and its
+/// events), 204 once gone.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/streams/{stream}", tag = "streams",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant name"),
+        ("stream" = String, Path, description = "Stream name")),
+    responses(
+        (status = 202, description = "Marked for deletion", body = StreamView),
+        (status = 204, description = "Deleted"),
+        (status = "4XX", description = "Refused", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+pub async fn delete_stream(
+    State(state): State<AppState>,
+    access: TenantAccess<WriteStreams>,
+    Path((_tenant, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = access.tenant.name.clone();
+    let result = async {
+        if state.kube.stream(&tenant, &name).await?.is_none() {
+            return Err(stream_not_found(&name));
+        }
+        let remaining = state
+            .kube
+            .delete_stream(&tenant, &name)
+            .await
+            .map_err(crate::k8s::not_found("stream"))?;
+        state.ingest.forget_stream(&tenant, &name);
+        Ok(match remaining {
+            Some(s) => (
+                StatusCode::ACCEPTED,
+                axum::Json(StreamView::new(&tenant, s)),
+            )
+                .into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        })
+    }
+    .await;
+    audit::record(
+        &state,
+        &access.caller,
+        Some(&tenant),
+        "stream.delete",
+        &format!("streams/{name}"),
+        audit::Outcome::of_response(&result),
+    )
+    .await;
+    result
+}
