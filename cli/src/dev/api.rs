@@ -1,0 +1,118 @@
+//! The Web API, in-process: an SQLite file under the data directory (or `DATABASE_URL`), a
+//! signing key generated once and kept there, ingest into the dev NATS, and the bootstrap
+//! admin token issued on the first start only.
+
+use super::DevError;
+use super::paths::{DataDir, write_private};
+use base64::Engine;
+use rand::RngCore;
+use sluice_api::auth::tokens::Authenticator;
+use sluice_api::k8s::Kube;
+use sluice_api::metrics::Metrics;
+use sluice_api::store::Store;
+use sluice_api::{AppState, Config};
+use std::net::SocketAddr;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The running API.
+#[derive(Debug)]
+pub struct WebApi {
+    /// Its base URL.
+    pub url: String,
+    /// The bootstrap platform-admin token, on the first start only.
+    pub bootstrap_token: Option<String>,
+    /// Its state (the store, the registry of tenants).
+    pub state: AppState,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    flusher: JoinHandle<()>,
+}
+
+impl WebApi {
+    /// Migrates the store, issues the bootstrap token if none ever was, and serves on `listener`.
+    pub async fn start(
+        data: &DataDir,
+        database_url: Option<String>,
+        listener: tokio::net::TcpListener,
+        client: kube::Client,
+        nats_url: &str,
+    ) -> Result<WebApi, DevError> {
+        let dir = data.api();
+        std::fs::create_dir_all(&dir).map_err(DevError::io(&dir))?;
+        let secret = signing_key(&dir.join("jwt-secret"))?;
+        let url =
+            database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("sluice.db").display()));
+        let store = Store::connect(&url, 4).await?;
+        sluice_api::migrate(&store).await?;
+        let config = Config::default();
+        let auth = Authenticator::new(
+            secret.as_bytes(),
+            &config.issuer,
+            &config.audience,
+            None,
+            config.token_cache_ttl,
+        );
+        let metrics =
+            Metrics::new(prometheus::Registry::new()).map_err(|e| DevError::Api(e.to_string()))?;
+        let nats = async_nats::ConnectOptions::new()
+            .name("sluice-api")
+            .retry_on_initial_connect()
+            .connect(nats_url)
+            .await
+            .map_err(|e| DevError::Nats(format!("{nats_url}: {e}")))?;
+        let state = AppState::new(config, store, Kube::new(client), auth, metrics)
+            .with_jetstream(async_nats::jetstream::new(nats));
+        let bootstrap_token = sluice_api::bootstrap_token(&state)
+            .await
+            .map_err(|e| DevError::Api(format!("cannot issue the bootstrap token: {e}")))?;
+        let addr: SocketAddr = listener
+            .local_addr()
+            .map_err(|e| DevError::Api(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let flusher = state.spawn_usage_flusher();
+        let server = tokio::spawn(sluice_api::serve(
+            listener,
+            sluice_api::app(state.clone()),
+            stop.clone().cancelled_owned(),
+        ));
+        Ok(WebApi {
+            url: format!("http://{addr}"),
+            bootstrap_token,
+            state,
+            stop,
+            server,
+            flusher,
+        })
+    }
+
+    /// Stops serving (in-flight requests finish), writes the last ingest counts, closes the store.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match self.server.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the Web API stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the Web API task failed"),
+            Ok(Ok(())) => {}
+        }
+        self.flusher.abort();
+        if let Err(e) = self.state.flush_usage().await {
+            tracing::warn!(error = %e, "cannot write the last ingest counts");
+        }
+        self.state.store.close().await;
+    }
+}
+
+/// The HS256 key of API tokens: read from `path`, or generated and written there once, so
+/// tokens stay valid across restarts.
+fn signing_key(path: &std::path::Path) -> Result<String, DevError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_string()),
+        Ok(_) | Err(_) => {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let key = base64::engine::general_purpose::STANDARD.encode(bytes);
+            write_private(path, key.as_bytes())?;
+            Ok(key)
+        }
+    }
+}
