@@ -3,9 +3,9 @@
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use sluice_crd::Pipeline;
+use sluice_crd::{Pipeline, Tenant};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -17,10 +17,14 @@ pub struct Context {
     pub config: OperatorConfig,
     /// Metrics.
     pub metrics: Metrics,
-    /// Publishes Events.
-    pub recorder: Recorder,
+    /// Who publishes the Events.
+    pub reporter: Reporter,
     /// Every Pipeline, as the pipeline controller sees them.
     pub pipelines: Store<Pipeline>,
+    /// The names of the Pipelines of each namespace (kept with `pipelines`).
+    pub pipelines_by_namespace: crate::pipeline::index::ByNamespace,
+    /// Every Tenant, as the pipeline controller sees them (its Tenant trigger feeds it).
+    pub tenants: Store<Tenant>,
     /// The broker holding the streams' events.
     pub broker: Arc<dyn crate::stream::broker::Broker>,
     /// Asks the pipeline controller to reconcile a pipeline (used when an admission decision
@@ -48,7 +52,11 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
+        // Events are recorded on transitions only, so there is no series to aggregate: a fresh
+        // recorder per Event keeps kube's recorder cache (scanned at every publish, and never
+        // smaller than the number of objects with recent Events) from growing with the cluster.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&ev, reference).await {
             tracing::warn!(error = %e, reason, "cannot publish event");
         } else {
             self.metrics.writes.with_label_values(&["Event"]).inc();

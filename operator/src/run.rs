@@ -5,7 +5,7 @@ use crate::context::Context;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{http, pipeline, stream, tenant};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
@@ -13,16 +13,23 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 use sluice_core::names;
 use sluice_crd::{Pipeline, Stream, Tenant};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Pipeline reconciles running at once. Unbounded, a burst of thousands of new pipelines
+/// opens as many API connections and holds as many requests in memory, for no more throughput.
+pub const PIPELINE_CONCURRENCY: u16 = 32;
+
+/// Tenant reconciles running at once.
+pub const TENANT_CONCURRENCY: u16 = 16;
 
 /// How the operator runs.
 #[derive(Debug, Clone)]
@@ -107,24 +114,74 @@ pub async fn run(
         names::LABEL_MANAGED_BY,
         names::MANAGED_BY
     ));
-    let pipelines = Controller::new(Api::<Pipeline>::all(client.clone()), cfg.clone());
-    let store = pipelines.store();
+    // One watch of the Pipelines feeds the store, the per-namespace index, and the Tenant
+    // controller's trigger (only when something a tenant's status counts changed); a deleted
+    // pipeline makes room, so its peers refused for quota are looked at again.
+    let (store, pipeline_writer) = kube::runtime::reflector::store::<Pipeline>();
+    let by_namespace = pipeline::index::ByNamespace::default();
+    let (tenant_tx, tenant_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef<Tenant>>();
+    let pipeline_events = {
+        let by_namespace = by_namespace.clone();
+        let store = store.clone();
+        let requeue = requeue_tx.clone();
+        let mut seen = std::collections::HashMap::<ObjectRef<Pipeline>, u64>::new();
+        reflector(
+            pipeline_writer,
+            watcher(Api::<Pipeline>::all(client.clone()), cfg.clone()),
+        )
+        .inspect_ok(move |event| {
+            by_namespace.observe(event);
+            let (p, deleted) = match event {
+                watcher::Event::Apply(p) | watcher::Event::InitApply(p) => (p, false),
+                watcher::Event::Delete(p) => (p, true),
+                _ => return,
+            };
+            let Some(ns) = p.metadata.namespace.as_deref() else {
+                return;
+            };
+            let key = ObjectRef::from_obj(p);
+            let changed = if deleted {
+                seen.remove(&key);
+                for q in by_namespace.peers(&store, ns) {
+                    if pipeline::index::refused_for_quota(&q) {
+                        let _ = requeue.send(ObjectRef::from_obj(q.as_ref()));
+                    }
+                }
+                true
+            } else {
+                let fingerprint = pipeline::index::tenant_relevant(p);
+                seen.insert(key, fingerprint) != Some(fingerprint)
+            };
+            if changed && let Some(t) = names::tenant_of_namespace(ns) {
+                let _ = tenant_tx.send(ObjectRef::new(t));
+            }
+        })
+        .applied_objects()
+    };
+    let pipelines = Controller::for_stream(pipeline_events, store.clone());
+    // The Tenants, as the pipelines see them: a store for the reconciles, and a trigger when a
+    // tenant's spec changes (its status changes no pipeline).
+    let (tenants, tenant_writer) = kube::runtime::reflector::store::<Tenant>();
+    let tenant_changes = reflector(
+        tenant_writer,
+        watcher(Api::<Tenant>::all(client.clone()), cfg.clone()),
+    )
+    .touched_objects()
+    .predicate_filter(predicates::generation, Default::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: opts.config.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "sluice-operator".into(),
-                instance: opts.leader_election.as_ref().map(|l| l.identity.clone()),
-            },
-        ),
+        reporter: Reporter {
+            controller: "sluice-operator".into(),
+            instance: opts.leader_election.as_ref().map(|l| l.identity.clone()),
+        },
         pipelines: store.clone(),
+        pipelines_by_namespace: by_namespace.clone(),
+        tenants,
         broker: Arc::new(stream::broker::JetStream::new(&opts.config.nats_url)),
         requeue: requeue_tx,
     });
-    let tenant_store = store.clone();
     let pipeline_controller = pipelines
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
@@ -133,18 +190,32 @@ pub async fn run(
             Api::<PodDisruptionBudget>::all(client.clone()),
             owned.clone(),
         )
-        .watches(Api::<Tenant>::all(client.clone()), cfg.clone(), move |t| {
+        .watches_stream(tenant_changes, move |t| {
             let ns = names::tenant_namespace(&t.name_any());
-            tenant_store
-                .state()
+            by_namespace
+                .names(&ns)
                 .into_iter()
-                .filter(move |p| p.namespace().as_deref() == Some(ns.as_str()))
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .map(move |name| ObjectRef::new(&name).within(&ns))
                 .collect::<Vec<_>>()
+        })
+        // A pipeline waiting for its source stream starts when the stream appears.
+        .watches(Api::<Stream>::all(client.clone()), cfg.clone(), {
+            let store = store.clone();
+            move |s| {
+                let ns = s.namespace();
+                let name = s.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(move |p| p.namespace() == ns && p.spec.source.stream == name)
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            }
         })
         .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
             requeue_rx,
         ))
+        .with_config(controller::Config::default().concurrency(PIPELINE_CONCURRENCY))
         .graceful_shutdown_on(stopped())
         .run(pipeline::reconcile, pipeline::error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -159,18 +230,16 @@ pub async fn run(
         .owns(Api::<NetworkPolicy>::all(client.clone()), owned.clone())
         .owns(Api::<ServiceAccount>::all(client.clone()), owned.clone())
         .owns(Api::<RoleBinding>::all(client.clone()), owned.clone())
-        .watches(Api::<Pipeline>::all(client.clone()), cfg.clone(), |p| {
-            p.namespace()
-                .as_deref()
-                .and_then(names::tenant_of_namespace)
-                .map(ObjectRef::<Tenant>::new)
-        })
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(
+            tenant_rx,
+        ))
         .watches(Api::<Stream>::all(client.clone()), cfg.clone(), |s| {
             s.namespace()
                 .as_deref()
                 .and_then(names::tenant_of_namespace)
                 .map(ObjectRef::<Tenant>::new)
         })
+        .with_config(controller::Config::default().concurrency(TENANT_CONCURRENCY))
         .graceful_shutdown_on(stopped())
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
         .for_each(|r| async move {

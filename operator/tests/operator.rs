@@ -10,7 +10,7 @@ use kube::{Client, Config, ResourceExt};
 use kubesim::PodBehaviour;
 use serde_json::{Value, json};
 use sluice_core::route::{CONFIG_KEY, RouteConfig};
-use sluice_crd::{Pipeline, PipelinePhase, Tenant};
+use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
 use sluice_operator::config::OperatorConfig;
 use sluice_operator::leader::LeaseConfig;
 use sluice_operator::run::{RunOptions, run};
@@ -96,6 +96,8 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Creates a tenant and, in its namespace, the stream `orders` the test pipelines read (a
+/// pipeline waits with `StreamNotFound` until its source stream is provisioned).
 async fn create_tenant(c: &Client, t: &Tenant) {
     Api::<Tenant>::all(c.clone())
         .create(&PostParams::default(), t)
@@ -107,6 +109,26 @@ async fn create_tenant(c: &Client, t: &Tenant) {
             .get_opt(&ns)
             .await
             .unwrap()
+            .is_some()
+    })
+    .await;
+    let streams: Api<Stream> = Api::namespaced(c.clone(), &ns);
+    let stream: Stream = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
+        "metadata": {"name": "orders"}, "spec": {"retention": {"maxAge": "1h"}}
+    }))
+    .unwrap();
+    streams
+        .create(&PostParams::default(), &stream)
+        .await
+        .unwrap();
+    eventually("stream provisioned", || async {
+        streams
+            .get("orders")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.subject)
             .is_some()
     })
     .await;
@@ -495,6 +517,48 @@ fn invalid_spec_keeps_the_last_accepted_routes_and_does_not_stall_others() {
                 .unwrap()
                 .status
                 .is_some_and(|s| s.reason.as_deref() == Some("NoTenant"))
+        })
+        .await;
+        op.stop().await;
+    });
+}
+
+#[test]
+fn a_pipeline_waits_for_its_source_stream() {
+    let sim = SimCluster::start();
+    sim.block_on(async {
+        let c = client(&sim);
+        let op = Operator::start(c.clone(), None);
+        create_tenant(&c, &tenant("acme", json!({}))).await;
+        let mut p = pipeline("later", &["a"], 1);
+        p.spec.source.stream = "clicks".into();
+        pipelines(&c)
+            .create(&PostParams::default(), &p)
+            .await
+            .unwrap();
+        eventually("stream not found", || async {
+            condition(&c, "later", "Accepted")
+                .await
+                .is_some_and(|(s, r, m)| {
+                    s == "False" && r == "StreamNotFound" && m.contains("clicks")
+                })
+        })
+        .await;
+        assert!(
+            route_names(&c, "later").await.is_empty(),
+            "nothing is scheduled"
+        );
+        let clicks: Stream = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": "clicks"}, "spec": {}
+        }))
+        .unwrap();
+        Api::<Stream>::namespaced(c.clone(), NS)
+            .create(&PostParams::default(), &clicks)
+            .await
+            .unwrap();
+        eventually("starts by itself once the stream exists", || async {
+            phase(&c, "later").await == Some(PipelinePhase::Running)
         })
         .await;
         op.stop().await;

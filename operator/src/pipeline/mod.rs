@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod desired;
+pub mod index;
 pub mod status;
 
 use crate::children::{self, FIELD_MANAGER, Outcome};
@@ -18,7 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sluice_core::names;
-use sluice_crd::{ConditionStatus, Pipeline, Tenant};
+use sluice_crd::{ConditionStatus, Pipeline, Stream, Tenant};
 use status::{RouteObservation, Verdict};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,11 +42,17 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     // Fetch.
     let tenant_name = names::tenant_of_namespace(&ns).map(String::from);
     tracing::Span::current().record("tenant", tenant_name.as_deref().unwrap_or(""));
+    // The tenant comes from the store the Tenant trigger feeds (updated before it triggers);
+    // one the store has not seen yet is read from the API.
     let tenant = match &tenant_name {
-        Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
+        Some(t) => match ctx.tenants.get(&ObjectRef::new(t)) {
+            Some(t) => Some((*t).clone()),
+            None => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
+        },
         None => None,
     };
-    // Validate and admit.
+    // Validate and admit (peers come from the index, complete once it has seen a full list).
+    ctx.pipelines_by_namespace.wait_until_ready().await;
     let errors = sluice_crd::validate::pipeline(&p.spec);
     let verdict = match &tenant {
         None => Verdict::NoTenant(format!(
@@ -55,7 +62,10 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         Some(_) if !errors.is_empty() => {
             Verdict::InvalidSpec(sluice_crd::validate::describe(&errors))
         }
-        Some(t) => admit(&p, t, &ctx),
+        Some(t) => match source_missing(&p, &ns, &ctx).await? {
+            Some(why) => Verdict::StreamNotFound(why),
+            None => admit(&p, t, &ctx),
+        },
     };
     let tenant_suspended = tenant.as_ref().is_some_and(|t| t.spec.suspend);
     let suspended = p.spec.suspend || tenant_suspended;
@@ -156,17 +166,38 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     Ok(Action::requeue(ctx.config.resync))
 }
 
+/// Why the pipeline's source stream cannot be read yet, if it cannot: the Stream does not
+/// exist, or its broker stream is not provisioned. The pipeline starts by itself when it is
+/// (the controller watches Streams).
+async fn source_missing(p: &Pipeline, ns: &str, ctx: &Context) -> Result<Option<String>, Error> {
+    let name = &p.spec.source.stream;
+    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    Ok(match stream {
+        None => Some(format!(
+            "the source stream {name:?} does not exist in namespace {ns}; the pipeline starts when it does"
+        )),
+        Some(s)
+            if s.status
+                .as_ref()
+                .and_then(|st| st.subject.as_ref())
+                .is_none() =>
+        {
+            Some(format!(
+                "the source stream {name:?} is not provisioned yet; the pipeline starts when it is"
+            ))
+        }
+        Some(_) => None,
+    })
+}
+
 /// Admission of `p` among its tenant's pipelines; asks for a reconcile of every peer whose
 /// recorded decision is now wrong, so room that appears is used without anyone touching them.
 fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
     let ns = p.namespace().unwrap_or_default();
     let tenant_suspended = tenant.spec.suspend;
-    let peers: Vec<Arc<Pipeline>> = ctx
-        .pipelines
-        .state()
-        .into_iter()
-        .filter(|q| q.namespace().as_deref() == Some(&ns) && q.meta().deletion_timestamp.is_none())
-        .collect();
+    let peers = ctx.pipelines_by_namespace.peers(&ctx.pipelines, &ns);
     let candidate = |q: &Pipeline| Candidate {
         name: q.name_any(),
         created: q
@@ -176,7 +207,7 @@ fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
             .map(|t| t.0.to_string())
             .unwrap_or_default(),
         demand: sluice_crd::validate::pipeline_demand(&q.spec, tenant_suspended),
-        valid: sluice_crd::validate::pipeline(&q.spec).is_empty(),
+        valid: ctx.pipelines_by_namespace.valid(q),
     };
     let mut candidates: Vec<Candidate> = peers.iter().map(|q| candidate(q)).collect();
     // The pipeline being reconciled is judged on its current spec, even if the store lags.

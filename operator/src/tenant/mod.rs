@@ -136,12 +136,9 @@ async fn apply(t: &Tenant, ctx: &Context) -> Result<(), Error> {
 /// What the tenant uses: its pipelines (all of them), its streams, and the workers of its
 /// admitted pipelines.
 async fn usage(t: &Tenant, ns: &str, ctx: &Context) -> Result<TenantUsage, Error> {
-    let pipelines: Vec<Arc<Pipeline>> = ctx
-        .pipelines
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns) && p.meta().deletion_timestamp.is_none())
-        .collect();
+    // Before the first complete list of pipelines, the tenant would look empty.
+    ctx.pipelines_by_namespace.wait_until_ready().await;
+    let pipelines: Vec<Arc<Pipeline>> = ctx.pipelines_by_namespace.peers(&ctx.pipelines, ns);
     let admitted = pipelines.iter().filter(|p| {
         p.status
             .as_ref()

@@ -320,14 +320,20 @@ impl State {
         let Some(map) = self.objects.get(key) else {
             return vec![];
         };
-        map.keys()
-            .filter(|(ns, _)| namespace.is_none_or(|want| want == ns))
-            .map(|(ns, name)| ObjRef {
-                key: key.clone(),
-                namespace: ns.clone(),
-                name: name.clone(),
-            })
-            .collect()
+        let keys: Box<dyn Iterator<Item = &(String, String)>> = match namespace {
+            Some(want) => Box::new(
+                map.range((want.to_string(), String::new())..)
+                    .map(|(k, _)| k)
+                    .take_while(move |(ns, _)| ns == want),
+            ),
+            None => Box::new(map.keys()),
+        };
+        keys.map(|(ns, name)| ObjRef {
+            key: key.clone(),
+            namespace: ns.clone(),
+            name: name.clone(),
+        })
+        .collect()
     }
 }
 

@@ -149,10 +149,15 @@ impl Cluster {
         let mut last: Option<(String, String)> = None;
         let mut remaining = 0usize;
         if let Some(map) = st.objects.get(&key) {
-            for ((ns, name), obj) in map.iter() {
-                if namespace.is_some_and(|want| want != ns) {
-                    continue;
-                }
+            // Objects are ordered by (namespace, name): a namespaced list reads only its range.
+            let objects: Box<dyn Iterator<Item = (&(String, String), &Value)>> = match namespace {
+                Some(want) => Box::new(
+                    map.range((want.to_string(), String::new())..)
+                        .take_while(move |((ns, _), _)| ns == want),
+                ),
+                None => Box::new(map.iter()),
+            };
+            for ((ns, name), obj) in objects {
                 if let Some((ans, aname)) = &after
                     && (ns, name) <= (ans, aname)
                 {
