@@ -524,8 +524,8 @@ mod tests {
             .collect()
     }
 
-    /// Captured from `kubectl create ns foo` (kubectl v1.32.5 via the
-    /// dispatcher) against a loopback listener.
+    /// Captured from `kubectl create ns foo` (kubectl v1.32.5) against a
+    /// loopback listener.
     const REAL_CREATE_NS_FOO: &str = "6b387300 0a0f0a0276311209 4e616d657370616365 121b \
         0a13 0a03666f6f 1200 1a00 2200 2a00 3200 3800 4200 \
         1200 1a020a00 1a00 2200";
