@@ -31,6 +31,53 @@ fn post_params() -> PostParams {
     }
 }
 
+/// A tenant-namespaced object whose spec the API writes (Streams and Pipelines): the one way
+/// to build it and to swap its spec, so create, replace and delete are written once.
+trait SpecObject:
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+    /// The spec type.
+    type Spec;
+    /// A new object with no status.
+    fn build(metadata: ObjectMeta, spec: Self::Spec) -> Self;
+    /// Replaces the spec and drops the status (the status subresource owns it).
+    fn set_spec(&mut self, spec: Self::Spec);
+}
+
+impl SpecObject for Stream {
+    type Spec = StreamSpec;
+    fn build(metadata: ObjectMeta, spec: StreamSpec) -> Self {
+        Stream {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+    fn set_spec(&mut self, spec: StreamSpec) {
+        self.spec = spec;
+        self.status = None;
+    }
+}
+
+impl SpecObject for Pipeline {
+    type Spec = PipelineSpec;
+    fn build(metadata: ObjectMeta, spec: PipelineSpec) -> Self {
+        Pipeline {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+    fn set_spec(&mut self, spec: PipelineSpec) {
+        self.spec = spec;
+        self.status = None;
+    }
+}
+
 fn labels(tenant: &str) -> std::collections::BTreeMap<String, String> {
     [
         (names::LABEL_TENANT.to_string(), tenant.to_string()),
@@ -187,6 +234,53 @@ impl Kube {
         self.streams(tenant).list(&lp).await
     }
 
+    fn namespaced<K: SpecObject>(&self, tenant: &str) -> Api<K> {
+        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
+    }
+
+    async fn create_object<K: SpecObject>(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: K::Spec,
+    ) -> Result<K, kube::Error> {
+        let metadata = ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(names::tenant_namespace(tenant)),
+            labels: Some(labels(tenant)),
+            ..Default::default()
+        };
+        self.namespaced::<K>(tenant)
+            .create(&post_params(), &K::build(metadata, spec))
+            .await
+    }
+
+    async fn replace_object<K: SpecObject>(
+        &self,
+        tenant: &str,
+        current: &K,
+        spec: K::Spec,
+    ) -> Result<K, kube::Error> {
+        let mut obj = current.clone();
+        obj.set_spec(spec);
+        let name = current.meta().name.clone().unwrap_or_default();
+        self.namespaced::<K>(tenant)
+            .replace(&name, &post_params(), &obj)
+            .await
+    }
+
+    async fn delete_object<K: SpecObject>(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<K>, kube::Error> {
+        Ok(self
+            .namespaced::<K>(tenant)
+            .delete(name, &DeleteParams::default())
+            .await?
+            .left())
+    }
+
     /// Creates a stream.
     pub async fn create_stream(
         &self,
@@ -194,17 +288,7 @@ impl Kube {
         name: &str,
         spec: StreamSpec,
     ) -> Result<Stream, kube::Error> {
-        let s = Stream {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(names::tenant_namespace(tenant)),
-                labels: Some(labels(tenant)),
-                ..Default::default()
-            },
-            spec,
-            status: None,
-        };
-        self.streams(tenant).create(&post_params(), &s).await
+        self.create_object(tenant, name, spec).await
     }
 
     /// Replaces a stream's spec, failing with a conflict if it changed since `current` was read.
@@ -214,13 +298,7 @@ impl Kube {
         current: &Stream,
         spec: StreamSpec,
     ) -> Result<Stream, kube::Error> {
-        let mut s = current.clone();
-        s.spec = spec;
-        s.status = None;
-        let name = current.metadata.name.clone().unwrap_or_default();
-        self.streams(tenant)
-            .replace(&name, &post_params(), &s)
-            .await
+        self.replace_object(tenant, current, spec).await
     }
 
     /// Deletes a stream; the object when still there (the operator's finalizer removes the
@@ -230,11 +308,7 @@ impl Kube {
         tenant: &str,
         name: &str,
     ) -> Result<Option<Stream>, kube::Error> {
-        Ok(self
-            .streams(tenant)
-            .delete(name, &DeleteParams::default())
-            .await?
-            .left())
+        self.delete_object(tenant, name).await
     }
 
     /// Creates a pipeline.
@@ -244,17 +318,7 @@ impl Kube {
         name: &str,
         spec: PipelineSpec,
     ) -> Result<Pipeline, kube::Error> {
-        let p = Pipeline {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(names::tenant_namespace(tenant)),
-                labels: Some(labels(tenant)),
-                ..Default::default()
-            },
-            spec,
-            status: None,
-        };
-        self.pipelines(tenant).create(&post_params(), &p).await
+        self.create_object(tenant, name, spec).await
     }
 
     /// Replaces a pipeline's spec, failing with a conflict if it changed since `current` was
@@ -265,13 +329,7 @@ impl Kube {
         current: &Pipeline,
         spec: PipelineSpec,
     ) -> Result<Pipeline, kube::Error> {
-        let mut p = current.clone();
-        p.spec = spec;
-        p.status = None;
-        let name = current.metadata.name.clone().unwrap_or_default();
-        self.pipelines(tenant)
-            .replace(&name, &post_params(), &p)
-            .await
+        self.replace_object(tenant, current, spec).await
     }
 
     /// Deletes a pipeline; the object when still there (finalizers pending).
@@ -280,11 +338,7 @@ impl Kube {
         tenant: &str,
         name: &str,
     ) -> Result<Option<Pipeline>, kube::Error> {
-        Ok(self
-            .pipelines(tenant)
-            .delete(name, &DeleteParams::default())
-            .await?
-            .left())
+        self.delete_object(tenant, name).await
     }
 }
 
