@@ -24,6 +24,41 @@ ensure_postgres() {
   exit 1
 }
 
+# The tests connect as the superuser role `root` to the database `test` (override the whole URL
+# with SLUICE_TEST_DATABASE_URL where a suite allows it). A freshly installed PostgreSQL has
+# neither: create them as the `postgres` superuser, over the local socket (peer authentication)
+# or else over TCP.
+ensure_postgres_role() {
+  local role="${1:-root}" db="${2:-test}"
+  local url="postgres://$role@127.0.0.1:5432/$db"
+  if psql "$url" -Atc 'select 1' >/dev/null 2>&1; then return; fi
+  log "provisioning PostgreSQL: role $role, database $db"
+  as_postgres() {
+    if command -v runuser >/dev/null && id postgres >/dev/null 2>&1 &&
+      runuser -u postgres -- psql -Atc 'select 1' >/dev/null 2>&1; then
+      runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q "$@"
+    else
+      psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q "$@"
+    fi
+  }
+  as_postgres -Atc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1 ||
+    as_postgres -c "CREATE ROLE \"$role\" SUPERUSER LOGIN"
+  as_postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+    as_postgres -c "CREATE DATABASE \"$db\" OWNER \"$role\""
+  if ! psql "$url" -Atc 'select 1' >/dev/null 2>&1; then
+    # Password authentication on loopback (the packaged default): trust this role there.
+    local hba
+    hba=$(as_postgres -Atc 'SHOW hba_file')
+    sed -i "1i host all $role 127.0.0.1/32 trust" "$hba"
+    as_postgres -c 'SELECT pg_reload_conf()' >/dev/null
+    sleep 1
+  fi
+  psql "$url" -Atc 'select 1' >/dev/null || {
+    echo "cannot connect as $url; allow local trust authentication for it" >&2
+    exit 1
+  }
+}
+
 ensure_nats() {
   if port_open 4222; then return; fi
   log "starting nats-server with JetStream"
@@ -52,6 +87,7 @@ ensure_kubectl() {
 }
 
 ensure_postgres
+ensure_postgres_role
 ensure_nats
 ensure_kubectl
 
