@@ -705,6 +705,7 @@ async fn broker_failure_is_503_and_returns_the_tokens() {
             .await;
         let p = a.problem(503, "broker-unavailable");
         assert!(p["detail"].as_str().unwrap().contains("retry"));
+        assert!(a.headers.contains_key("retry-after"), "{:?}", a.headers);
     }
     assert_eq!(broker.messages().await, 0);
     broker.delete().await;
