@@ -44,6 +44,9 @@ pub const DEFAULT_INGEST_MAX_EVENTS: usize = 5000;
 pub const DEFAULT_INGEST_MAX_REJECTIONS: usize = 100;
 /// Default of [`Config::ingest_ack_window`].
 pub const DEFAULT_INGEST_ACK_WINDOW: usize = 256;
+/// Publish permits of the API's broker client: acknowledgements outstanding at once over all
+/// ingest requests of one replica. [`Config::ingest_ack_window`] is at most this.
+pub const INGEST_MAX_ACK_INFLIGHT: usize = 5000;
 /// Default of [`Config::ingest_timeout`], in seconds.
 pub const DEFAULT_INGEST_TIMEOUT_SECS: u64 = 10;
 /// Default of [`Config::ingest_permit_timeout`], in milliseconds.

@@ -78,7 +78,8 @@ struct ServeArgs {
         default_value_t = sluice_api::DEFAULT_INGEST_MAX_REJECTIONS)]
     ingest_max_rejections: usize,
     /// Publishes whose broker acknowledgements are awaited together (the most publish
-    /// permits one ingest request holds at once).
+    /// permits one ingest request holds at once; at most 5000, the permits of the API's
+    /// broker client).
     #[arg(long, env = "SLUICE_INGEST_ACK_WINDOW",
         default_value_t = sluice_api::DEFAULT_INGEST_ACK_WINDOW)]
     ingest_ack_window: usize,
@@ -192,7 +193,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest_max_body_bytes: args.ingest_max_body_bytes,
         ingest_max_events: args.ingest_max_events.max(1),
         ingest_max_rejections: args.ingest_max_rejections,
-        ingest_ack_window: args.ingest_ack_window.max(1),
+        ingest_ack_window: args
+            .ingest_ack_window
+            .clamp(1, sluice_api::INGEST_MAX_ACK_INFLIGHT),
         ingest_timeout: Duration::from_secs(args.ingest_timeout_seconds.max(1)),
         ingest_permit_timeout: Duration::from_millis(args.ingest_permit_timeout_millis.max(1)),
         ingest_replicas: args.ingest_replicas.max(1),
@@ -217,7 +220,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .connect(url.as_str())
             .await
             .with_context(|| format!("NATS URL {url:?}"))?;
-        state = state.with_jetstream(async_nats::jetstream::new(client));
+        let jetstream = async_nats::jetstream::context::ContextBuilder::new()
+            .max_ack_inflight(sluice_api::INGEST_MAX_ACK_INFLIGHT)
+            .build(client);
+        state = state.with_jetstream(jetstream);
     } else {
         tracing::warn!("no SLUICE_NATS_URL: ingest answers 503");
     }
