@@ -16,6 +16,7 @@ pub mod k8s;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod path;
 pub mod problem;
 pub mod quota;
 pub mod routes;
@@ -34,6 +35,22 @@ use crate::ingest::Ingest;
 use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::store::{Store, TenantRow};
+
+/// Default of [`Config::ingest_max_body_bytes`].
+pub const DEFAULT_INGEST_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default of [`Config::ingest_max_events`].
+pub const DEFAULT_INGEST_MAX_EVENTS: usize = 5000;
+/// Default of [`Config::ingest_max_rejections`].
+pub const DEFAULT_INGEST_MAX_REJECTIONS: usize = 100;
+/// Default of [`Config::ingest_ack_window`].
+pub const DEFAULT_INGEST_ACK_WINDOW: usize = 256;
+/// Publish permits of the API's broker client: acknowledgements outstanding at once over all
+/// ingest requests of one replica. [`Config::ingest_ack_window`] is at most this.
+pub const INGEST_MAX_ACK_INFLIGHT: usize = 5000;
+/// Default of [`Config::ingest_timeout`], in seconds.
+pub const DEFAULT_INGEST_TIMEOUT_SECS: u64 = 10;
+/// Default of [`Config::ingest_permit_timeout`], in milliseconds.
+pub const DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS: u64 = 1000;
 
 /// Settings of the API.
 #[derive(Debug, Clone)]
@@ -55,6 +72,20 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest ingest request body, in bytes.
     pub ingest_max_body_bytes: usize,
+    /// Most events in one ingest request; more answer 413 `too-many-events` and nothing of
+    /// the request is written.
+    pub ingest_max_events: usize,
+    /// Most rejection records in one ingest answer; `rejectedCount` counts them all.
+    pub ingest_max_rejections: usize,
+    /// Events published before their acknowledgements are awaited together; also the most
+    /// broker publish permits one request holds at once.
+    pub ingest_ack_window: usize,
+    /// Deadline of one ingest request, from its headers to its answer; past it, 503
+    /// `ingest-unavailable` with `Retry-After`.
+    pub ingest_timeout: Duration,
+    /// Longest wait of one publish for a broker publish permit (the broker client bounds the
+    /// acknowledgements outstanding over all requests); past it, 503 `ingest-unavailable`.
+    pub ingest_permit_timeout: Duration,
     /// Number of API replicas sharing the ingest load: each replica enforces `1/N` of every
     /// tenant's ingest rates and bursts.
     pub ingest_replicas: u32,
@@ -72,7 +103,12 @@ impl Default for Config {
             bootstrap_token_ttl: Duration::from_secs(366 * 24 * 3600),
             token_cache_ttl: Duration::from_secs(5),
             max_body_bytes: 256 * 1024,
-            ingest_max_body_bytes: 8 * 1024 * 1024,
+            ingest_max_body_bytes: DEFAULT_INGEST_MAX_BODY_BYTES,
+            ingest_max_events: DEFAULT_INGEST_MAX_EVENTS,
+            ingest_max_rejections: DEFAULT_INGEST_MAX_REJECTIONS,
+            ingest_ack_window: DEFAULT_INGEST_ACK_WINDOW,
+            ingest_timeout: Duration::from_secs(DEFAULT_INGEST_TIMEOUT_SECS),
+            ingest_permit_timeout: Duration::from_millis(DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS),
             ingest_replicas: 1,
             usage_flush_interval: Duration::from_secs(5),
         }

@@ -65,8 +65,33 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     max_body_bytes: usize,
     /// Largest ingest request body in bytes (larger bodies answer 413).
-    #[arg(long, env = "SLUICE_INGEST_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "SLUICE_INGEST_MAX_BODY_BYTES",
+        default_value_t = sluice_api::DEFAULT_INGEST_MAX_BODY_BYTES)]
     ingest_max_body_bytes: usize,
+    /// Most events in one ingest request; more answer 413 `too-many-events` and nothing of
+    /// the request is written.
+    #[arg(long, env = "SLUICE_INGEST_MAX_EVENTS",
+        default_value_t = sluice_api::DEFAULT_INGEST_MAX_EVENTS)]
+    ingest_max_events: usize,
+    /// Most rejection records listed in one ingest answer (`rejectedCount` counts them all).
+    #[arg(long, env = "SLUICE_INGEST_MAX_REJECTIONS",
+        default_value_t = sluice_api::DEFAULT_INGEST_MAX_REJECTIONS)]
+    ingest_max_rejections: usize,
+    /// Publishes whose broker acknowledgements are awaited together (the most publish
+    /// permits one ingest request holds at once; at most 5000, the permits of the API's
+    /// broker client).
+    #[arg(long, env = "SLUICE_INGEST_ACK_WINDOW",
+        default_value_t = sluice_api::DEFAULT_INGEST_ACK_WINDOW)]
+    ingest_ack_window: usize,
+    /// Deadline of one ingest request in seconds; past it, 503 with Retry-After.
+    #[arg(long, env = "SLUICE_INGEST_TIMEOUT_SECONDS",
+        default_value_t = sluice_api::DEFAULT_INGEST_TIMEOUT_SECS)]
+    ingest_timeout_seconds: u64,
+    /// Longest wait of one publish for a broker publish permit, in milliseconds; past it,
+    /// 503 with Retry-After.
+    #[arg(long, env = "SLUICE_INGEST_PERMIT_TIMEOUT_MILLIS",
+        default_value_t = sluice_api::DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS)]
+    ingest_permit_timeout_millis: u64,
     /// NATS server whose JetStream receives ingested events (ingest answers 503 without it).
     #[arg(long, env = "SLUICE_NATS_URL")]
     nats_url: Option<String>,
@@ -166,6 +191,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         token_cache_ttl: Duration::from_secs(args.token_cache_seconds),
         max_body_bytes: args.max_body_bytes,
         ingest_max_body_bytes: args.ingest_max_body_bytes,
+        ingest_max_events: args.ingest_max_events.max(1),
+        ingest_max_rejections: args.ingest_max_rejections,
+        ingest_ack_window: args
+            .ingest_ack_window
+            .clamp(1, sluice_api::INGEST_MAX_ACK_INFLIGHT),
+        ingest_timeout: Duration::from_secs(args.ingest_timeout_seconds.max(1)),
+        ingest_permit_timeout: Duration::from_millis(args.ingest_permit_timeout_millis.max(1)),
         ingest_replicas: args.ingest_replicas.max(1),
         usage_flush_interval: Duration::from_secs(args.usage_flush_seconds.max(1)),
         ..Config::default()
@@ -188,7 +220,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .connect(url.as_str())
             .await
             .with_context(|| format!("NATS URL {url:?}"))?;
-        state = state.with_jetstream(async_nats::jetstream::new(client));
+        let jetstream = async_nats::jetstream::context::ContextBuilder::new()
+            .max_ack_inflight(sluice_api::INGEST_MAX_ACK_INFLIGHT)
+            .build(client);
+        state = state.with_jetstream(jetstream);
     } else {
         tracing::warn!("no SLUICE_NATS_URL: ingest answers 503");
     }

@@ -10,6 +10,8 @@ use utoipa::ToSchema;
 
 /// Media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+/// `Retry-After` of `broker-unavailable` answers, in seconds.
+pub const BROKER_RETRY_AFTER_SECS: u64 = 2;
 /// Prefix of every problem `type`.
 pub const TYPE_PREFIX: &str = "https://sluice.dev/problems/";
 
@@ -119,6 +121,14 @@ pub enum ApiError {
         /// Offending parameter.
         errors: Vec<FieldProblem>,
     },
+    /// A path parameter is not a valid name (400).
+    #[error("path parameter {field:?} is not a valid name: {message}")]
+    InvalidName {
+        /// The parameter (`tenant`, `stream`, `pipeline`, `id`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The body is larger than allowed (413).
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -129,6 +139,23 @@ pub enum ApiError {
     /// token bucket, so it is refused for good rather than asked to wait (413).
     #[error("{0}")]
     BatchTooLarge(String),
+    /// More events in one ingest request than allowed; nothing of it was written (413).
+    #[error(
+        "more than {limit} events in one request; nothing of it was written: send smaller batches"
+    )]
+    TooManyEvents {
+        /// Most events per request.
+        limit: usize,
+    },
+    /// Ingest cannot take the request now (no publish capacity, or the request's deadline
+    /// passed); retry after `Retry-After` seconds (503).
+    #[error("{detail}")]
+    IngestUnavailable {
+        /// What happened, and whether some events may have been stored.
+        detail: String,
+        /// Seconds to wait before retrying (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
     /// The body is not of a media type this endpoint accepts (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -199,6 +226,14 @@ impl ApiError {
         ApiError::Validation { detail, errors }
     }
 
+    /// A 400 `invalid-name` about the path parameter `field`.
+    pub fn invalid_name(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidName {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     /// A 400 about one query parameter or header.
     pub fn bad_param(field: impl Into<String>, message: impl Into<String>) -> Self {
         let p = FieldProblem::new(field, message);
@@ -215,13 +250,15 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::MalformedJson { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson { .. }
+            | ApiError::BadRequest { .. }
+            | ApiError::InvalidName { .. } => StatusCode::BAD_REQUEST,
             ApiError::InvalidBody { .. }
             | ApiError::Validation { .. }
             | ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::PayloadTooLarge { .. }
+            | ApiError::BatchTooLarge(_)
+            | ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::AlreadyExists(_)
@@ -231,9 +268,10 @@ impl ApiError {
             | ApiError::QuotaExceeded(_)
             | ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ApiError::Kubernetes(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Store(_) | ApiError::Unavailable(_) | ApiError::BrokerUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Store(_)
+            | ApiError::Unavailable(_)
+            | ApiError::BrokerUnavailable(_)
+            | ApiError::IngestUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -249,6 +287,9 @@ impl ApiError {
             ApiError::InvalidBody { .. } => "invalid-body",
             ApiError::Validation { .. } => "validation-failed",
             ApiError::BadRequest { .. } => "bad-request",
+            ApiError::InvalidName { .. } => "invalid-name",
+            ApiError::TooManyEvents { .. } => "too-many-events",
+            ApiError::IngestUnavailable { .. } => "ingest-unavailable",
             ApiError::PayloadTooLarge { .. } | ApiError::BatchTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::AlreadyExists(_) => "already-exists",
@@ -277,6 +318,9 @@ impl ApiError {
             ApiError::InvalidBody { .. } => "Request body does not match the schema",
             ApiError::Validation { .. } => "Validation failed",
             ApiError::BadRequest { .. } => "Bad request",
+            ApiError::InvalidName { .. } => "Invalid name in the path",
+            ApiError::TooManyEvents { .. } => "Too many events in one request",
+            ApiError::IngestUnavailable { .. } => "Ingest unavailable",
             ApiError::PayloadTooLarge { .. } => "Request body too large",
             ApiError::BatchTooLarge(_) => "Batch larger than the ingest burst",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
@@ -313,6 +357,15 @@ impl ApiError {
             ApiError::InvalidBody { errors, .. }
             | ApiError::Validation { errors, .. }
             | ApiError::BadRequest { errors, .. } => p.errors = errors.clone(),
+            ApiError::InvalidName { field, message } => {
+                p.errors = vec![FieldProblem::new(field.clone(), message.clone())];
+            }
+            ApiError::TooManyEvents { limit } => {
+                p.errors = vec![FieldProblem::new(
+                    "body",
+                    format!("at most {limit} events per request"),
+                )];
+            }
             ApiError::QuotaExceeded(e) => {
                 let field = format!("quota.{}", e.limit.field());
                 p.errors = vec![FieldProblem::new(field, e.to_string())];
@@ -361,12 +414,19 @@ impl IntoResponse for ApiError {
             tracing::warn!(error = %self, "request failed");
         }
         let mut res = problem_response(self.status(), &self.problem());
-        if let ApiError::RateLimited {
-            retry_after_secs, ..
-        } = &self
-        {
+        let retry_after = match &self {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::IngestUnavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::BrokerUnavailable(_) => Some(BROKER_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

@@ -15,7 +15,7 @@ pub mod tokens;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -251,8 +251,8 @@ impl Permission for ManageTenant {
 }
 
 /// Access to the tenant named by the `{tenant}` path parameter with permission `P`:
-/// 404 when the tenant does not exist or the caller has no role in it, 403 when the role lacks
-/// `P`.
+/// 400 `invalid-name` when a path parameter is not a valid name (see [`crate::path`]), 404
+/// when the tenant does not exist or the caller has no role in it, 403 when the role lacks `P`.
 #[derive(Debug, Clone)]
 pub struct TenantAccess<P> {
     /// The caller.
@@ -274,9 +274,8 @@ impl<P: Permission> FromRequestParts<AppState> for TenantAccess<P> {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_param("path", e.body_text()))?;
+        // Every path parameter is a valid name before the tenant's is looked up.
+        let params = crate::path::validated_params(parts, state).await?;
         let name = params
             .iter()
             .find(|(k, _)| k == "tenant")

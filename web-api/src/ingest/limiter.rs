@@ -5,6 +5,11 @@
 //! or nothing is taken and the caller is told how long to wait. Tokens of a request the broker
 //! then fails are given back with [`RateLimiter::refund`].
 //!
+//! A request pays for everything it made the API read, not only for what was written: its
+//! rejected events and every byte of its body are part of the reservation, and a request
+//! refused while it was read (too many events, body too large) is still charged with
+//! [`RateLimiter::charge`] for what was read until then.
+//!
 //! Each API replica has its own buckets; with `N` replicas behind a load balancer, the
 //! configured `ingest_replicas = N` divides every rate and burst by `N`, so that the sum over
 //! the replicas is the tenant's quota when the load is spread evenly. An exact global limit
@@ -180,6 +185,16 @@ impl Bucket {
         Ok(())
     }
 
+    /// Takes what it can of `events` and `bytes`, down to an empty bucket, never refusing.
+    fn drain(&mut self, events: u64, bytes: u64) {
+        if self.rates.events_per_sec.is_some() {
+            self.events = (self.events - events as f64).max(0.0);
+        }
+        if self.rates.bytes_per_sec.is_some() {
+            self.bytes = (self.bytes - bytes as f64).max(0.0);
+        }
+    }
+
     fn refund(&mut self, events: u64, bytes: u64) {
         if self.rates.events_per_sec.is_some() {
             self.events = (self.events + events as f64).min(self.rates.event_capacity);
@@ -229,6 +244,26 @@ impl RateLimiter {
         if rates.is_unlimited() {
             return Ok(());
         }
+        self.with_bucket(tenant, rates, now, |b| b.reserve(events, bytes))
+    }
+
+    /// Takes `events` and `bytes` from the tenant's bucket as far as it holds them, never
+    /// refusing: the cost of a request refused after it was read.
+    pub fn charge(&self, tenant: &str, rates: Rates, events: u64, bytes: u64) {
+        if rates.is_unlimited() {
+            return;
+        }
+        self.with_bucket(tenant, rates, Instant::now(), |b| b.drain(events, bytes));
+    }
+
+    /// Runs `f` on the tenant's bucket, refilled up to `now` (created full if new).
+    fn with_bucket<T>(
+        &self,
+        tenant: &str,
+        rates: Rates,
+        now: Instant,
+        f: impl FnOnce(&mut Bucket) -> T,
+    ) -> T {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = match buckets.get_mut(tenant) {
             Some(b) => {
@@ -244,7 +279,7 @@ impl RateLimiter {
                     .or_insert_with(|| Bucket::new(rates, now))
             }
         };
-        bucket.reserve(events, bytes)
+        f(bucket)
     }
 
     /// Gives back tokens of a reservation whose events were not written.
@@ -339,6 +374,24 @@ mod tests {
             })
         );
         assert_eq!(l.reserve("a", Rates::UNLIMITED, u64::MAX, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn charges_empty_the_bucket_but_never_refuse() {
+        let l = RateLimiter::new();
+        let r = Rates::from_quota(Some(&quota(Some(1), None, Some(10))), 1);
+        // Far more than the bucket holds: taken down to empty, not refused.
+        l.charge("a", r, 5000, 1 << 20);
+        assert!(matches!(
+            l.reserve("a", r, 1, 0),
+            Err(Refusal::Wait {
+                dimension: "events",
+                ..
+            })
+        ));
+        // Unlimited tenants are not charged at all.
+        l.charge("b", Rates::UNLIMITED, 5000, 0);
+        assert_eq!(l.reserve("b", Rates::UNLIMITED, 1, 0), Ok(()));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! known, no unknown fields, so no inline secrets) before anything is written, and every write
 //! that can raise the tenant's use is checked against its quota under the tenant's lock.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::{Read, TenantAccess, WritePipelines};
 use crate::body::{self, Json, MergePatch};
 use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::quota::{check_change, usage_of};
 use crate::routes::check_name;
@@ -297,7 +298,7 @@ pub async fn list_pipelines(
 pub async fn get_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<Read>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
     let tenant = &access.tenant.name;
     let p = state
@@ -385,7 +386,7 @@ async fn change(
 pub async fn replace_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<WritePipelines>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
     Json(req): Json<ReplacePipeline>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
     change(&state, &access, &name, "pipeline.replace", |_| {
@@ -410,7 +411,7 @@ pub async fn replace_pipeline(
 pub async fn patch_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<WritePipelines>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
     MergePatch(patch): MergePatch,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
     change(&state, &access, &name, "pipeline.patch", |current| {
@@ -435,7 +436,7 @@ pub async fn patch_pipeline(
 pub async fn suspend_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<WritePipelines>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
     change(&state, &access, &name, "pipeline.suspend", |p| {
         Ok((
@@ -462,7 +463,7 @@ pub async fn suspend_pipeline(
 pub async fn resume_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<WritePipelines>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
     change(&state, &access, &name, "pipeline.resume", |p| {
         Ok((
@@ -490,7 +491,7 @@ pub async fn resume_pipeline(
 pub async fn delete_pipeline(
     State(state): State<AppState>,
     access: TenantAccess<WritePipelines>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = access.tenant.name.clone();
     let result = async {

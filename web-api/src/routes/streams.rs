@@ -4,7 +4,7 @@
 //! fields) before anything is written, and creates are checked against the tenant's
 //! `maxStreams` under the tenant's lock, like pipelines.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -20,6 +20,7 @@ use utoipa_axum::routes;
 use crate::auth::{Read, TenantAccess, WriteStreams};
 use crate::body::{self, Json, MergePatch};
 use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::routes::check_name;
 use crate::store::StoreError;
@@ -298,7 +299,7 @@ pub async fn list_streams(
 pub async fn get_stream(
     State(state): State<AppState>,
     access: TenantAccess<Read>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<StreamView>, ApiError> {
     let tenant = &access.tenant.name;
     let s = state
@@ -377,7 +378,7 @@ async fn change(
 pub async fn replace_stream(
     State(state): State<AppState>,
     access: TenantAccess<WriteStreams>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
     Json(req): Json<ReplaceStream>,
 ) -> Result<axum::Json<StreamView>, ApiError> {
     change(&state, &access, &name, "stream.replace", |_| {
@@ -402,7 +403,7 @@ pub async fn replace_stream(
 pub async fn patch_stream(
     State(state): State<AppState>,
     access: TenantAccess<WriteStreams>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
     MergePatch(patch): MergePatch,
 ) -> Result<axum::Json<StreamView>, ApiError> {
     change(&state, &access, &name, "stream.patch", |current| {
@@ -429,7 +430,7 @@ pub async fn patch_stream(
 pub async fn delete_stream(
     State(state): State<AppState>,
     access: TenantAccess<WriteStreams>,
-    Path((_tenant, name)): Path<(String, String)>,
+    ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let tenant = access.tenant.name.clone();
     let result = async {

@@ -2,7 +2,7 @@
 //! delete them; any role in a tenant may read it. The `Tenant` object in Kubernetes is the
 //! source of truth; the store's registry row gives it the stable id tokens refer to.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use crate::auth::{ManageTenant, PlatformAdmin, Read, TenantAccess};
 use crate::body::{self, Json, MergePatch};
 use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::store::{StoreError, TenantRow};
 use crate::{AppState, audit, format_ms, idempotency};
@@ -352,7 +353,7 @@ pub async fn resume_tenant(
 pub async fn delete_tenant(
     State(state): State<AppState>,
     access: TenantAccess<ManageTenant>,
-    Path(_tenant): Path<String>,
+    ValidPath(_tenant): ValidPath<String>,
 ) -> Result<Response, ApiError> {
     let name = access.tenant.name.clone();
     let result = async {

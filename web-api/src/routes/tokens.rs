@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::{Administer, Role, TenantAccess};
 use crate::body::Json;
 use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::path::ValidPath;
 use crate::problem::{ApiError, Problem};
 use crate::routes::check_name;
 use crate::store::TokenRow;
@@ -227,7 +228,7 @@ pub async fn list_tokens(
 pub async fn revoke_token(
     State(state): State<AppState>,
     access: TenantAccess<Administer>,
-    Path((_tenant, id)): Path<(String, String)>,
+    ValidPath((_tenant, id)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let result = async {
         let now = chrono::Utc::now().timestamp_millis();
