@@ -404,6 +404,67 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
         }
     }
 
+    // A file sink path climbing out of the data directory is refused: its route fails with
+    // the reason, which reaches the pipeline's status, and no worker runs it.
+    let escape = format!(
+        "apiVersion: sluice.dev/v1alpha1
+kind: Pipeline
+metadata:
+  name: escape
+  namespace: {ns}
+spec:
+  source:
+    stream: orders
+  sinks:
+    - name: out
+      file:
+        path: ../../../escaped.ndjson
+"
+    );
+    apply(&dev, &kubeconfig, &escape);
+    wait_jsonpath(
+        &dev,
+        &kubeconfig,
+        &["get", "pipeline", "escape", "-n", &ns],
+        r#"{.status.conditions[?(@.type=="Degraded")].reason}"#,
+        "RouteFailing",
+        Duration::from_secs(60),
+    );
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "pipeline",
+            "escape",
+            "-n",
+            &ns,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="Degraded")].message}"#,
+        ],
+        None,
+    );
+    let message = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        message.contains("sink.path") && message.contains("'..' is not allowed"),
+        "{message}"
+    );
+    assert_eq!(
+        workers_of(&data).len(),
+        2,
+        "no worker runs the refused route"
+    );
+    assert!(!tmp.path().join("escaped.ndjson").exists());
+    let out = kubectl(
+        &kubeconfig,
+        &["delete", "pipeline", "escape", "-n", &ns],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The runner plays the kubelet: a killed worker is restarted, and scaling the pipeline
     // (the operator sets the Deployments' replicas) runs more workers, all reported ready.
     let victim = running[0].0;

@@ -198,7 +198,8 @@ pub async fn run(
                 .map(move |name| ObjectRef::new(&name).within(&ns))
                 .collect::<Vec<_>>()
         })
-        // A pipeline waiting for its source stream starts when the stream appears.
+        // A pipeline waiting for its source stream starts when the stream appears; one
+        // degraded for want of its dead-letter stream recovers when that one appears.
         .watches(Api::<Stream>::all(client.clone()), cfg.clone(), {
             let store = store.clone();
             move |s| {
@@ -207,7 +208,11 @@ pub async fn run(
                 store
                     .state()
                     .into_iter()
-                    .filter(move |p| p.namespace() == ns && p.spec.source.stream == name)
+                    .filter(move |p| {
+                        let dead_letter = p.spec.dead_letter.as_ref().map(|d| &d.stream);
+                        p.namespace() == ns
+                            && (p.spec.source.stream == name || dead_letter == Some(&name))
+                    })
                     .map(|p| ObjectRef::from_obj(p.as_ref()))
                     .collect::<Vec<_>>()
             }

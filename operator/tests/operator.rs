@@ -566,6 +566,47 @@ fn a_pipeline_waits_for_its_source_stream() {
 }
 
 #[test]
+fn a_missing_dead_letter_stream_degrades_the_pipeline_until_it_exists() {
+    let sim = SimCluster::start();
+    sim.block_on(async {
+        let c = client(&sim);
+        let op = Operator::start(c.clone(), None);
+        create_tenant(&c, &tenant("acme", json!({}))).await;
+        let mut p = pipeline("dl", &["a"], 1);
+        p.spec.dead_letter = Some(serde_json::from_value(json!({"stream": "dead"})).unwrap());
+        pipelines(&c)
+            .create(&PostParams::default(), &p)
+            .await
+            .unwrap();
+        eventually("degraded with the reason", || async {
+            condition(&c, "dl", "Degraded")
+                .await
+                .is_some_and(|(s, r, m)| {
+                    s == "True" && r == "DeadLetterUnavailable" && m.contains("\"dead\"")
+                })
+        })
+        .await;
+        assert_eq!(phase(&c, "dl").await, Some(PipelinePhase::Degraded));
+        // The routes run meanwhile: the workers keep delivering the good events.
+        assert_eq!(route_names(&c, "dl").await, ["dl-a"]);
+        let dead: Stream = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": "dead"}, "spec": {}
+        }))
+        .unwrap();
+        Api::<Stream>::namespaced(c.clone(), NS)
+            .create(&PostParams::default(), &dead)
+            .await
+            .unwrap();
+        eventually("recovers by itself once the stream exists", || async {
+            phase(&c, "dl").await == Some(PipelinePhase::Running)
+        })
+        .await;
+        op.stop().await;
+    });
+}
+
+#[test]
 fn children_edited_or_deleted_by_hand_are_restored() {
     let sim = SimCluster::start();
     let cluster = sim.cluster().clone();

@@ -44,6 +44,9 @@ pub enum DevError {
     /// The Web API failed.
     #[error("the Web API: {0}")]
     Api(String),
+    /// A route config names a path outside the data directory.
+    #[error("the route configuration is refused: {0}")]
+    Escape(#[from] super::secrets::Escape),
     /// The operator stopped with an error.
     #[error("the operator: {0}")]
     Operator(#[from] sluice_operator::run::RunError),

@@ -66,6 +66,8 @@ pub struct Route {
     config: Option<Loaded>,
     hash_mismatches: u32,
     last_error: Option<String>,
+    /// Why the Deployment's current configuration is refused, if it is.
+    failure: Option<String>,
     last_status: Option<Value>,
 }
 
@@ -91,6 +93,7 @@ pub async fn supervise(
         config: None,
         hash_mismatches: 0,
         last_error: None,
+        failure: None,
     };
     let last = loop {
         let current = rx.borrow_and_update().clone();
@@ -118,6 +121,7 @@ pub async fn supervise(
                 ready: 0,
                 updated: 0,
                 crash_looping: false,
+                failure: route.failure.clone(),
             },
         )
         .await;
@@ -137,8 +141,14 @@ impl Route {
                 Ok(Some(loaded)) => {
                     self.config = Some(loaded);
                     self.last_error = None;
+                    self.failure = None;
                 }
                 Ok(None) => {}
+                Err(DevError::Escape(e)) => {
+                    // Workers of an earlier, accepted configuration keep running.
+                    self.failure = Some(format!("the route configuration is refused: {e}"));
+                    self.report(DevError::Escape(e));
+                }
                 Err(e) => self.report(e),
             }
         }
@@ -202,7 +212,7 @@ impl Route {
         })?;
         let dir = self.shared.data.route(&self.namespace, &self.name);
         let files = self.shared.data.files(&self.namespace);
-        if let Some(out) = secrets::localize(&mut config, &dir.join("secrets"), &files) {
+        if let Some(out) = secrets::localize(&mut config, &dir.join("secrets"), &files)? {
             if let Some(parent) = out.parent() {
                 std::fs::create_dir_all(parent).map_err(DevError::io(parent))?;
             }
@@ -334,6 +344,7 @@ impl Route {
             ready,
             updated: results.iter().filter(|(_, _, u)| *u).count() as i32,
             crash_looping: ready < desired && self.slots.values().any(|s| s.crashes >= CRASH_LOOP),
+            failure: self.failure.clone(),
         }
     }
 

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 /// What the runner sees of one Deployment's workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observed {
     /// The Deployment's `metadata.generation` the runner has acted on.
     pub generation: i64,
@@ -18,6 +18,9 @@ pub struct Observed {
     pub updated: i32,
     /// Whether a worker keeps crashing without ever becoming ready.
     pub crash_looping: bool,
+    /// Why the current configuration cannot run (a path escaping the data directory):
+    /// reported as a failed rollout with this message.
+    pub failure: Option<String>,
 }
 
 /// The Deployment `status` for `o`. Conditions keep their `lastTransitionTime` (and
@@ -25,7 +28,9 @@ pub struct Observed {
 pub fn deployment_status(name: &str, o: &Observed, previous: Option<&Value>, now: &str) -> Value {
     let available = o.ready >= o.desired;
     let complete = available && o.updated >= o.desired && o.running == o.desired;
-    let (progressing, reason, message) = if o.crash_looping {
+    let (progressing, reason, message) = if let Some(why) = &o.failure {
+        (false, "ProgressDeadlineExceeded", why.clone())
+    } else if o.crash_looping {
         (
             false,
             "ProgressDeadlineExceeded",
@@ -128,6 +133,7 @@ mod tests {
             ready,
             updated: running,
             crash_looping: false,
+            failure: None,
         }
     }
 
@@ -152,6 +158,19 @@ mod tests {
         let s = deployment_status("r", &o, None, "t");
         assert_eq!(s["conditions"][1]["status"], "False");
         assert_eq!(s["conditions"][1]["reason"], "ProgressDeadlineExceeded");
+    }
+
+    #[test]
+    fn a_refused_configuration_fails_the_rollout_with_its_reason() {
+        let mut o = obs(1, 0, 0);
+        o.failure = Some("sink.path: '..' is not allowed".into());
+        let s = deployment_status("r", &o, None, "t");
+        assert_eq!(s["conditions"][1]["status"], "False");
+        assert_eq!(s["conditions"][1]["reason"], "ProgressDeadlineExceeded");
+        assert_eq!(
+            s["conditions"][1]["message"],
+            "sink.path: '..' is not allowed"
+        );
     }
 
     #[test]

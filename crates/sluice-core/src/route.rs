@@ -46,6 +46,9 @@ pub struct RouteConfig {
     /// Port of the metrics and health endpoints (0 picks a free port).
     #[serde(default = "default_metrics_port")]
     pub metrics_port: u16,
+    /// When the worker's liveness endpoint reports the delivery loop stuck.
+    #[serde(default)]
+    pub liveness: Liveness,
 }
 
 fn default_metrics_port() -> u16 {
@@ -89,7 +92,10 @@ pub enum Source {
         /// Most messages delivered and not yet acknowledged, per consumer (bounds memory).
         #[serde(default = "default_max_ack_pending")]
         max_ack_pending: u32,
-        /// Seconds before an unacknowledged message is redelivered.
+        /// Upper bound (seconds) of the consumer's ack wait: how long a message held by a
+        /// worker that died waits before it is redelivered. The worker derives the ack wait
+        /// from its batching and sink timeouts, never above this nor above 5 s, and keeps the
+        /// messages it holds alive with in-progress acknowledgements.
         #[serde(default = "default_ack_wait_seconds")]
         ack_wait_seconds: u32,
         /// Path of a NATS credentials file, when the broker needs one.
@@ -249,8 +255,16 @@ impl Default for Batching {
 pub struct Retry {
     /// First backoff (ms); it doubles up to `max_backoff_ms`.
     pub initial_backoff_ms: u64,
-    /// Longest backoff (ms). Transient failures are retried until they pass: nothing is lost.
+    /// Longest backoff (ms).
     pub max_backoff_ms: u64,
+    /// Delivery attempts of an event (counting redeliveries by the broker) after which a
+    /// transient failure dead-letters it with the last error.
+    #[serde(default = "default_max_deliver")]
+    pub max_deliver: u32,
+}
+
+fn default_max_deliver() -> u32 {
+    10
 }
 
 impl Default for Retry {
@@ -258,6 +272,25 @@ impl Default for Retry {
         Retry {
             initial_backoff_ms: 100,
             max_backoff_ms: 10_000,
+            max_deliver: default_max_deliver(),
+        }
+    }
+}
+
+/// When the worker's liveness endpoint (`/healthz`) fails: a stage of the delivery loop
+/// (a pull from the source, a sink attempt, a dead-letter publish) busy for longer than
+/// `stallTimeoutSeconds`. An idle source is not a stall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Liveness {
+    /// Seconds one step of the delivery loop may take before the worker counts as stuck.
+    pub stall_timeout_seconds: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            stall_timeout_seconds: 120,
         }
     }
 }
@@ -442,6 +475,12 @@ impl RouteConfig {
                 "retry",
                 "initialBackoffMs must be at least 1 and at most maxBackoffMs".into(),
             );
+        }
+        if self.retry.max_deliver == 0 {
+            err("retry.maxDeliver", "must be at least 1".into());
+        }
+        if self.liveness.stall_timeout_seconds == 0 {
+            err("liveness.stallTimeoutSeconds", "must be at least 1".into());
         }
         if self.dead_letter.subject.trim().is_empty() {
             err("deadLetter.subject", "must not be empty".into());

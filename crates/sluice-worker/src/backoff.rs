@@ -51,6 +51,7 @@ mod tests {
         let mut b = Backoff::new(&Retry {
             initial_backoff_ms: 100,
             max_backoff_ms: 350,
+            max_deliver: 10,
         });
         let got: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(got, [100, 200, 350, 350, 350]);

@@ -2,8 +2,11 @@
 //! from the route's source (a JetStream durable consumer shared by every replica of the
 //! route), keeps those matching the CEL filter, reshapes them with the projection and delivers
 //! them in batches to the route's sink. The source is acknowledged only after the sink
-//! accepted a batch (at least once); poison events go to the dead-letter subject with the
-//! error attached; buffers are bounded so that a slow sink slows consumption.
+//! accepted a batch (at least once); poison events, and events whose delivery failed
+//! `retry.maxDeliver` times, go to the dead-letter subject with the error attached; buffers
+//! are bounded so that a slow sink slows consumption; the messages a worker holds are kept
+//! alive with in-progress acknowledgements under a short ack wait, so a killed worker's
+//! messages are redelivered within seconds.
 //!
 //! The binary `sluice-worker` is a thin shell over [`worker::run`].
 
@@ -17,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod timing;
 pub mod transform;
 pub mod worker;
 

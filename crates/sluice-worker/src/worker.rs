@@ -10,6 +10,7 @@ use crate::pipeline::{self, Parts, PipelineError};
 use crate::sink::{AnySink, Sink};
 use crate::source::jetstream::{JetStreamSource, connect};
 use crate::source::{LagProbe, Source};
+use crate::timing::Timing;
 use crate::transform::{BuildError, Transform};
 use sluice_core::route::{RouteConfig, Source as SourceConfig};
 use std::future::Future;
@@ -102,7 +103,8 @@ async fn run_route(
 ) -> Result<(), WorkerError> {
     let transform = Arc::new(Transform::new(&config)?);
     let metrics = Metrics::new(&config.tenant, &config.pipeline, &config.route);
-    let health = Health::default();
+    let timing = Timing::for_route(&config);
+    let health = Health::new(timing.stall_timeout);
 
     let addr = options
         .metrics_addr
@@ -131,7 +133,7 @@ async fn run_route(
         })
     };
 
-    let result = move_events(config, transform, metrics, health, &shutdown, abort).await;
+    let result = move_events(config, transform, metrics, health, timing, &shutdown, abort).await;
     stop_http.cancel();
     let _ = http.await;
     result
@@ -142,6 +144,7 @@ async fn move_events(
     transform: Arc<Transform>,
     metrics: Metrics,
     health: Health,
+    timing: Timing,
     shutdown: &CancellationToken,
     abort: CancellationToken,
 ) -> Result<(), WorkerError> {
@@ -163,7 +166,12 @@ async fn move_events(
         return Ok(());
     };
     let Some(source) = until_ok("binding the durable consumer", shutdown, || {
-        JetStreamSource::bind(client.clone(), &config.source, limits.fetch_size)
+        JetStreamSource::bind(
+            client.clone(),
+            &config.source,
+            limits.fetch_size,
+            timing.ack_wait,
+        )
     })
     .await
     else {
@@ -204,6 +212,8 @@ async fn move_events(
         fetch_size = limits.fetch_size,
         max_events = limits.max_events,
         max_in_flight = limits.max_in_flight(),
+        ack_wait_ms = timing.ack_wait.as_millis() as u64,
+        max_deliver = timing.max_deliver,
         "moving events"
     );
 
@@ -234,6 +244,7 @@ async fn move_events(
         health,
         limits,
         retry: config.retry,
+        timing,
     };
     let result = pipeline::run(parts, shutdown.clone(), abort).await;
     lag_task.abort();

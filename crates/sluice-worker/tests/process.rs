@@ -7,60 +7,6 @@ use common::*;
 use nix::sys::signal::Signal;
 use std::process::Command;
 
-/// A fresh database per test, dropped at the end.
-struct TestDb {
-    name: String,
-}
-
-impl TestDb {
-    async fn new() -> (Self, tokio_postgres::Client, String) {
-        let name = format!("sluice_worker_{:08x}", rand::random::<u32>());
-        let (admin, conn) = tokio_postgres::connect(
-            "host=127.0.0.1 user=postgres dbname=test",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
-        tokio::spawn(conn);
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        (TestDb { name }, client, url)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(
-                    "host=127.0.0.1 user=postgres dbname=test",
-                    tokio_postgres::NoTls,
-                )
-                .await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 #[test]
 fn an_invalid_configuration_exits_non_zero_naming_the_fields() {
     let dir = tempfile::tempdir().unwrap();

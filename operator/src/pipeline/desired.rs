@@ -178,6 +178,7 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
             },
         },
         metrics_port: route::WORKER_METRICS_PORT,
+        liveness: route::Liveness::default(),
     }
 }
 

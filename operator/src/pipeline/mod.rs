@@ -69,6 +69,10 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     };
     let tenant_suspended = tenant.as_ref().is_some_and(|t| t.spec.suspend);
     let suspended = p.spec.suspend || tenant_suspended;
+    let dead_letter_unavailable = match &verdict {
+        Verdict::Accepted => dead_letter_missing(&p, &ns, &ctx).await?,
+        _ => None,
+    };
 
     // Build, apply, prune.
     let keep: Option<Vec<String>> = match (&verdict, &tenant) {
@@ -128,6 +132,7 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         verdict: &verdict,
         routes: &observed,
         suspended,
+        dead_letter_unavailable,
         generation: p.meta().generation,
         selector: desired::pipeline_selector(tenant_name.as_deref().unwrap_or(""), &name),
         previous: &previous,
@@ -192,6 +197,35 @@ async fn source_missing(p: &Pipeline, ns: &str, ctx: &Context) -> Result<Option<
     })
 }
 
+/// Why the pipeline's dead-letter stream cannot take dead events, if it names one that does
+/// not exist or is not provisioned (the default dead-letter subject lives in the source
+/// stream, which exists once the pipeline is accepted). The pipeline is `Degraded` with
+/// reason `DeadLetterUnavailable` meanwhile; the controller watches Streams, so it recovers
+/// by itself when the stream appears.
+async fn dead_letter_missing(
+    p: &Pipeline,
+    ns: &str,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let Some(name) = p.spec.dead_letter.as_ref().map(|d| &d.stream) else {
+        return Ok(None);
+    };
+    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    let provisioned = stream
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|st| st.subject.as_ref())
+        .is_some();
+    Ok((!provisioned).then(|| {
+        format!(
+            "the dead-letter stream {name:?} does not exist or is not provisioned in namespace \
+             {ns}; events that fail are given back to the source and retried until it is"
+        )
+    }))
+}
+
 /// Admission of `p` among its tenant's pipelines; asks for a reconcile of every peer whose
 /// recorded decision is now wrong, so room that appears is used without anyone touching them.
 fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
@@ -248,11 +282,16 @@ fn observe(sink: &str, d: &Deployment) -> RouteObservation {
     let generation = d.metadata.generation.unwrap_or(0);
     let rolled_out = status.observed_generation.unwrap_or(0) >= generation
         && status.updated_replicas.unwrap_or(0) >= desired;
-    let failed = status.conditions.iter().flatten().any(|c| {
+    let failed_condition = status.conditions.iter().flatten().find(|c| {
         c.type_.as_deref() == Some("Progressing")
             && c.status.as_deref() == Some("False")
             && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
+    let failed = failed_condition.is_some();
+    // The usual "ReplicaSet ... has timed out progressing." says nothing the reason does not.
+    let failure = failed_condition
+        .and_then(|c| c.message.clone())
+        .filter(|m| !m.contains("has timed out progressing"));
     RouteObservation {
         sink: sink.to_string(),
         desired,
@@ -260,6 +299,7 @@ fn observe(sink: &str, d: &Deployment) -> RouteObservation {
         ready: status.ready_replicas.unwrap_or(0),
         rolled_out,
         failed,
+        failure,
     }
 }
 

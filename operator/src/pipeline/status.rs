@@ -57,6 +57,9 @@ pub struct RouteObservation {
     pub rolled_out: bool,
     /// Whether the rollout failed (pods crash or never start past the deadline).
     pub failed: bool,
+    /// What the Deployment says about the failure, when it says more than the usual
+    /// timed-out message (e.g. `sluice dev` refusing a path outside its data directory).
+    pub failure: Option<String>,
 }
 
 /// Everything the status is computed from.
@@ -67,6 +70,10 @@ pub struct Inputs<'a> {
     pub routes: &'a [RouteObservation],
     /// Whether the pipeline or its tenant is suspended.
     pub suspended: bool,
+    /// Why the pipeline's dead-letter stream cannot take dead events, when it cannot (it
+    /// does not exist or is not provisioned). The routes keep delivering; their workers give
+    /// dead events back to the source and retry them with backoff.
+    pub dead_letter_unavailable: Option<String>,
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// Label selector of the pipeline's pods.
@@ -126,15 +133,24 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
         )
     };
     let degraded_c = if !failing.is_empty() {
-        let names: Vec<&str> = failing.iter().map(|r| r.sink.as_str()).collect();
+        let names: Vec<String> = failing
+            .iter()
+            .map(|r| match &r.failure {
+                Some(why) => format!("{} ({why})", r.sink),
+                None => r.sink.clone(),
+            })
+            .collect();
         Desired::holds(
             "Degraded",
             "RouteFailing",
             format!("routes failing: {}", names.join(", ")),
         )
+    } else if let (Some(why), false) = (&i.dead_letter_unavailable, routes.is_empty()) {
+        Desired::holds("Degraded", "DeadLetterUnavailable", why.clone())
     } else {
         Desired::fails("Degraded", "NoFailures", "no route is failing")
     };
+    let degraded = degraded_c.status == ConditionStatus::True;
     let phase = if i.suspended && accepted {
         PipelinePhase::Suspended
     } else if routes.is_empty() {
@@ -143,7 +159,7 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
         } else {
             PipelinePhase::Failed
         }
-    } else if !failing.is_empty() {
+    } else if degraded {
         PipelinePhase::Degraded
     } else if all_ready {
         PipelinePhase::Running
@@ -196,20 +212,51 @@ mod tests {
             ready,
             rolled_out: true,
             failed,
+            failure: None,
         }
     }
 
     fn run(verdict: Verdict, routes: &[RouteObservation], suspended: bool) -> PipelineStatus {
+        run_with(verdict, routes, suspended, None)
+    }
+
+    fn run_with(
+        verdict: Verdict,
+        routes: &[RouteObservation],
+        suspended: bool,
+        dead_letter_unavailable: Option<String>,
+    ) -> PipelineStatus {
         let now = Time("2026-01-01T00:00:00Z".parse().unwrap());
         compute(&Inputs {
             verdict: &verdict,
             routes,
             suspended,
+            dead_letter_unavailable,
             generation: Some(3),
             selector: "s".into(),
             previous: &PipelineStatus::default(),
             now: &now,
         })
+    }
+
+    #[test]
+    fn a_missing_dead_letter_stream_degrades_a_running_pipeline() {
+        let why = "the dead-letter stream \"dead\" does not exist".to_string();
+        let s = run_with(
+            Verdict::Accepted,
+            &[obs("a", 1, 1, false)],
+            false,
+            Some(why.clone()),
+        );
+        assert_eq!(s.phase, Some(PipelinePhase::Degraded));
+        let d = cond(&s, "Degraded");
+        assert_eq!(d.status, ConditionStatus::True);
+        assert_eq!(d.reason.as_deref(), Some("DeadLetterUnavailable"));
+        assert_eq!(d.message.as_deref(), Some(why.as_str()));
+        assert_eq!(s.reason.as_deref(), Some("DeadLetterUnavailable"));
+        // A failing route says more.
+        let s = run_with(Verdict::Accepted, &[obs("a", 1, 0, true)], false, Some(why));
+        assert_eq!(cond(&s, "Degraded").reason.as_deref(), Some("RouteFailing"));
     }
 
     fn cond<'a>(s: &'a PipelineStatus, t: &str) -> &'a sluice_crd::Condition {

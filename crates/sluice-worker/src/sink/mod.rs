@@ -1,7 +1,9 @@
 //! Sinks: where a route delivers its events, one batch at a time. A sink either accepts the
 //! whole batch, fails for a reason that may pass ([`SinkError::Transient`], retried with
-//! backoff until it passes), or refuses the batch for good ([`SinkError::Rejected`], its
-//! events go to the dead-letter subject).
+//! backoff up to `retry.maxDeliver` attempts), refuses the batch for good
+//! ([`SinkError::Rejected`], its events go to the dead-letter subject), or accepts all but
+//! some events it refuses for good ([`SinkError::PartlyRejected`], those go to the
+//! dead-letter subject, one by one, with their own reason).
 
 pub mod file;
 pub mod http;
@@ -22,6 +24,10 @@ pub enum SinkError {
     /// The sink refused these events and will refuse them again.
     #[error("refused: {0}")]
     Rejected(String),
+    /// The sink accepted every event of the batch except these (index in the batch, why),
+    /// which it will refuse again.
+    #[error("refused {} events of the batch", .0.len())]
+    PartlyRejected(Vec<(usize, String)>),
 }
 
 /// Delivers batches of events (each one JSON document).

@@ -1,6 +1,13 @@
 //! PostgreSQL sink: batches inserted into a table with a JSONB column, created when missing
 //! (`id bigserial primary key, received_at timestamptz default now(), event jsonb`). The
 //! connection is made (and remade after a failure) when a batch comes.
+//!
+//! A batch is one `INSERT`. When the database refuses it for a reason tied to the data
+//! (SQLSTATE class 22, data exception, such as a `\u0000` JSONB refuses; class 23, integrity
+//! constraint violation, such as a `CHECK` or unique constraint the table's owner added), the
+//! batch is inserted again row by row in one transaction, each row under a savepoint: the
+//! refused rows are reported one by one ([`SinkError::PartlyRejected`], they go to the
+//! dead-letter subject with their own error) and the others are committed together.
 
 use super::{SetupError, Sink, SinkError};
 use crate::health::Probe;
@@ -100,10 +107,61 @@ impl PostgresSink {
     }
 }
 
-/// Whether a database error will happen again for the same rows (a data exception such as
-/// a string JSONB refuses, class 22), rather than pass (connection, locks, resources).
+/// Whether a database error will happen again for the same rows (class 22, data exception;
+/// class 23, integrity constraint violation), rather than pass (connection, locks,
+/// resources).
+pub fn is_permanent_code(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || sqlstate.starts_with("23")
+}
+
 fn is_permanent(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code().starts_with("22"))
+    e.code().is_some_and(|c| is_permanent_code(c.code()))
+}
+
+/// A database error in one line: its message and SQLSTATE.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("postgres: {} (SQLSTATE {})", db.message(), db.code().code()),
+        None => format!("postgres: {e}"),
+    }
+}
+
+/// Inserts the rows one by one in a transaction, each under a savepoint; returns the rows
+/// the database refused for good (index, why). Any other error rolls everything back.
+async fn insert_row_by_row(
+    client: &tokio_postgres::Client,
+    table: &str,
+    texts: &[&str],
+) -> Result<Vec<(usize, String)>, tokio_postgres::Error> {
+    let sql = format!(
+        "INSERT INTO {} (event) SELECT $1::text::jsonb",
+        quote_table(table)
+    );
+    client.batch_execute("BEGIN").await?;
+    let result = async {
+        let statement = client.prepare(&sql).await?;
+        let mut refused = vec![];
+        for (i, text) in texts.iter().enumerate() {
+            client.batch_execute("SAVEPOINT sluice_row").await?;
+            match client.execute(&statement, &[text]).await {
+                Ok(_) => client.batch_execute("RELEASE SAVEPOINT sluice_row").await?,
+                Err(e) if is_permanent(&e) => {
+                    refused.push((i, describe(&e)));
+                    client
+                        .batch_execute("ROLLBACK TO SAVEPOINT sluice_row")
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        client.batch_execute("COMMIT").await?;
+        Ok(refused)
+    }
+    .await;
+    if result.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    result
 }
 
 impl Sink for PostgresSink {
@@ -117,11 +175,16 @@ impl Sink for PostgresSink {
             "INSERT INTO {} (event) SELECT e::jsonb FROM unnest($1::text[]) AS e",
             quote_table(&self.table)
         );
+        let table = self.table.clone();
         let client = self.client().await?;
         match client.execute(&sql, &[&texts]).await {
             Ok(_) => Ok(()),
-            Err(e) if is_permanent(&e) => Err(SinkError::Rejected(format!("postgres: {e}"))),
-            Err(e) => Err(SinkError::Transient(format!("postgres insert: {e}"))),
+            Err(e) if is_permanent(&e) => match insert_row_by_row(client, &table, &texts).await {
+                Ok(refused) if refused.is_empty() => Ok(()),
+                Ok(refused) => Err(SinkError::PartlyRejected(refused)),
+                Err(e) => Err(SinkError::Transient(format!("insert: {}", describe(&e)))),
+            },
+            Err(e) => Err(SinkError::Transient(format!("insert: {}", describe(&e)))),
         }
     }
 
@@ -141,5 +204,15 @@ mod tests {
         let st = create_statements("s.events");
         assert_eq!(st.len(), 2);
         assert!(st[1].contains("event jsonb"));
+    }
+
+    #[test]
+    fn data_and_constraint_errors_are_permanent() {
+        assert!(is_permanent_code("22P05"));
+        assert!(is_permanent_code("23514"));
+        assert!(is_permanent_code("23505"));
+        assert!(!is_permanent_code("40001"));
+        assert!(!is_permanent_code("53300"));
+        assert!(!is_permanent_code("08006"));
     }
 }

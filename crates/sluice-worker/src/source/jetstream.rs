@@ -42,15 +42,20 @@ pub async fn connect(
         .map_err(|e| SourceError(format!("cannot connect to {url}: {e}")))
 }
 
-/// The consumer configuration of a route.
-pub fn consumer_config(source: &SourceConfig) -> Result<PullConfig, SourceError> {
+/// The consumer configuration of a route, with the ack wait the worker derived
+/// ([`crate::batch::Limits::ack_wait`]). Redeliveries are not capped by the server
+/// (`max_deliver` -1): the worker counts deliveries itself and dead-letters an event past
+/// `retry.maxDeliver`, so that no event is ever dropped silently by the broker.
+pub fn consumer_config(
+    source: &SourceConfig,
+    ack_wait: Duration,
+) -> Result<PullConfig, SourceError> {
     let SourceConfig::Jetstream {
         subject,
         durable,
         start_from,
         start_time,
         max_ack_pending,
-        ack_wait_seconds,
         ..
     } = source;
     let deliver_policy = match start_from {
@@ -69,10 +74,33 @@ pub fn consumer_config(source: &SourceConfig) -> Result<PullConfig, SourceError>
         filter_subject: subject.clone(),
         deliver_policy,
         ack_policy: AckPolicy::Explicit,
-        ack_wait: Duration::from_secs(u64::from(*ack_wait_seconds)),
+        ack_wait,
+        max_deliver: -1,
         max_ack_pending: i64::from(*max_ack_pending),
         ..Default::default()
     })
+}
+
+/// The settings of an existing consumer that differ from the wanted ones, applied to the
+/// existing configuration; `None` when it is up to date. Only settings the server lets an
+/// update change are compared (ack wait, max deliver, max ack pending): a consumer made by an
+/// older worker (30 s ack wait) is updated in place, keeping its position.
+pub fn consumer_update(
+    existing: &async_nats::jetstream::consumer::Config,
+    wanted: &PullConfig,
+) -> Option<PullConfig> {
+    let up_to_date = existing.ack_wait == wanted.ack_wait
+        && existing.max_deliver == wanted.max_deliver
+        && existing.max_ack_pending == wanted.max_ack_pending;
+    if up_to_date {
+        return None;
+    }
+    use async_nats::jetstream::consumer::FromConsumer;
+    let mut update = PullConfig::try_from_consumer_config(existing.clone()).ok()?;
+    update.ack_wait = wanted.ack_wait;
+    update.max_deliver = wanted.max_deliver;
+    update.max_ack_pending = wanted.max_ack_pending;
+    Some(update)
 }
 
 /// A route's JetStream durable pull consumer.
@@ -89,22 +117,31 @@ impl JetStreamSource {
     /// Binds to the route's durable consumer, creating it when missing. Several replicas
     /// starting at once may all try to create it: creating a consumer that exists with the
     /// same configuration succeeds, and a lost race is retried as a lookup.
+    /// A consumer that exists with other updatable settings (an older worker's ack wait) is
+    /// updated in place.
     pub async fn bind(
         client: Client,
         source: &SourceConfig,
         fetch_size: usize,
+        ack_wait: Duration,
     ) -> Result<Self, SourceError> {
         let SourceConfig::Jetstream {
             stream, durable, ..
         } = source;
-        let config = consumer_config(source)?;
+        let config = consumer_config(source, ack_wait)?;
         let js = async_nats::jetstream::new(client.clone());
         let st = js
             .get_stream(stream)
             .await
             .map_err(|e| SourceError(format!("stream {stream}: {e}")))?;
         let consumer = match st.get_consumer::<PullConfig>(durable).await {
-            Ok(c) => c,
+            Ok(c) => match consumer_update(&c.cached_info().config, &config) {
+                None => c,
+                // Creating a durable that exists with a new configuration updates it.
+                Some(update) => st.create_consumer(update).await.map_err(|e| {
+                    SourceError(format!("cannot update consumer {durable} on {stream}: {e}"))
+                })?,
+            },
             Err(_) => match st.create_consumer(config).await {
                 Ok(c) => c,
                 Err(create) => st.get_consumer::<PullConfig>(durable).await.map_err(|_| {
@@ -240,6 +277,12 @@ pub struct JetStreamAcker {
 }
 
 static ACK: bytes::Bytes = bytes::Bytes::from_static(b"+ACK");
+static IN_PROGRESS: bytes::Bytes = bytes::Bytes::from_static(b"+WPI");
+
+/// The body of a negative acknowledgement asking for redelivery after `delay`.
+pub fn nak_body(delay: Duration) -> bytes::Bytes {
+    bytes::Bytes::from(format!("-NAK {{\"delay\": {}}}", delay.as_nanos()))
+}
 
 impl Acker for JetStreamAcker {
     type Token = Subject;
@@ -250,6 +293,27 @@ impl Acker for JetStreamAcker {
                 .publish(t.clone(), ACK.clone())
                 .await
                 .map_err(|e| SourceError(format!("ack: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn progress(&self, tokens: &[Subject]) -> Result<(), SourceError> {
+        for t in tokens {
+            self.client
+                .publish(t.clone(), IN_PROGRESS.clone())
+                .await
+                .map_err(|e| SourceError(format!("in-progress ack: {e}")))?;
+        }
+        self.flush().await
+    }
+
+    async fn nak(&self, tokens: &[Subject], delay: Duration) -> Result<(), SourceError> {
+        let body = nak_body(delay);
+        for t in tokens {
+            self.client
+                .publish(t.clone(), body.clone())
+                .await
+                .map_err(|e| SourceError(format!("nak: {e}")))?;
         }
         Ok(())
     }
@@ -339,15 +403,55 @@ mod tests {
             ack_wait_seconds: 7,
             credentials_file: None,
         };
-        let c = consumer_config(&source).unwrap();
+        let c = consumer_config(&source, Duration::from_secs(3)).unwrap();
         assert_eq!(c.durable_name.as_deref(), Some("p_r"));
         assert_eq!(c.filter_subject, "s.events");
         assert_eq!(c.max_ack_pending, 64);
-        assert_eq!(c.ack_wait, Duration::from_secs(7));
+        assert_eq!(c.ack_wait, Duration::from_secs(3));
+        assert_eq!(c.max_deliver, -1);
         assert_eq!(c.ack_policy, AckPolicy::Explicit);
         assert!(matches!(
             c.deliver_policy,
             DeliverPolicy::ByStartTime { .. }
         ));
+    }
+
+    #[test]
+    fn an_old_consumer_is_updated_keeping_what_cannot_change() {
+        use async_nats::jetstream::consumer::IntoConsumerConfig;
+        let old = PullConfig {
+            durable_name: Some("p_r".into()),
+            filter_subject: "s.events".into(),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 64,
+            ..Default::default()
+        }
+        .into_consumer_config();
+        let wanted = PullConfig {
+            durable_name: Some("p_r".into()),
+            filter_subject: "s.events".into(),
+            deliver_policy: DeliverPolicy::New,
+            ack_wait: Duration::from_secs(5),
+            max_deliver: -1,
+            max_ack_pending: 64,
+            ..Default::default()
+        };
+        let update = consumer_update(&old, &wanted).expect("an update");
+        assert_eq!(update.ack_wait, Duration::from_secs(5));
+        assert_eq!(update.max_deliver, -1);
+        // The deliver policy of an existing consumer cannot change: the old one is kept.
+        assert_eq!(update.deliver_policy, DeliverPolicy::All);
+        let current = update.into_consumer_config();
+        assert!(consumer_update(&current, &wanted).is_none());
+    }
+
+    #[test]
+    fn naks_carry_their_delay_in_nanoseconds() {
+        assert_eq!(
+            nak_body(Duration::from_millis(1500)),
+            bytes::Bytes::from_static(b"-NAK {\"delay\": 1500000000}")
+        );
     }
 }

@@ -39,7 +39,7 @@ pub struct SourceError(pub String);
 /// A source of messages: fetching side.
 pub trait Source: Send + 'static {
     /// What acknowledges one message.
-    type Token: Send + Sync + 'static;
+    type Token: Clone + Ord + Send + Sync + 'static;
     /// The acknowledging side, usable from another task.
     type Acker: Acker<Token = Self::Token>;
     /// The lag-reporting side, usable from another task.
@@ -73,11 +73,25 @@ pub trait Source: Send + 'static {
 /// Acknowledges messages, once the sink accepted them.
 pub trait Acker: Clone + Send + Sync + 'static {
     /// What acknowledges one message.
-    type Token: Send + Sync + 'static;
+    type Token: Clone + Ord + Send + Sync + 'static;
 
     /// Acknowledges these messages. Acks may still be buffered when this returns; they are
     /// sent by [`Acker::flush`].
     fn ack(&self, tokens: &[Self::Token]) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Tells the broker these messages are still being worked on, so that it does not
+    /// redeliver them when the ack wait passes; sent at once.
+    fn progress(
+        &self,
+        tokens: &[Self::Token],
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+
+    /// Gives these messages back for redelivery after `delay`.
+    fn nak(
+        &self,
+        tokens: &[Self::Token],
+        delay: std::time::Duration,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
 
     /// Sends buffered acknowledgements to the broker.
     fn flush(&self) -> impl Future<Output = Result<(), SourceError>> + Send;

@@ -131,7 +131,7 @@ impl TestStream {
                          "ackWaitSeconds": 2}},
               {extra}
               "sink": {sink},
-              "retry": {{"initialBackoffMs": 20, "maxBackoffMs": 200}},
+              "retry": {{"initialBackoffMs": 20, "maxBackoffMs": 200, "maxDeliver": 1000}},
               "batching": {{"maxEvents": 100, "maxWaitMs": 20}},
               "deadLetter": {{"url": "{NATS}", "subject": "{dead}"}}
             }}"#,
@@ -377,4 +377,58 @@ pub fn write_config(dir: &std::path::Path, config: &RouteConfig) -> std::path::P
     let path = dir.join("route.json");
     std::fs::write(&path, config.to_json()).unwrap();
     path
+}
+
+/// A fresh database per test, dropped at the end.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub async fn new() -> (Self, tokio_postgres::Client, String) {
+        let name = format!("sluice_worker_{:08x}", rand::random::<u32>());
+        let (admin, conn) = tokio_postgres::connect(
+            "host=127.0.0.1 user=postgres dbname=test",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432");
+        tokio::spawn(conn);
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        (TestDb { name }, client, url)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(
+                    "host=127.0.0.1 user=postgres dbname=test",
+                    tokio_postgres::NoTls,
+                )
+                .await
+                {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
