@@ -174,6 +174,10 @@ pub enum ApiError {
     /// A dependency is not ready (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too busy to answer in time: a held tenant lease, a full store pool or the request
+    /// deadline; retry after the `Retry-After` seconds (503).
+    #[error("{0}")]
+    Busy(String),
     /// A bug (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -231,9 +235,10 @@ impl ApiError {
             | ApiError::QuotaExceeded(_)
             | ApiError::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ApiError::Kubernetes(_) => StatusCode::BAD_GATEWAY,
-            ApiError::Store(_) | ApiError::Unavailable(_) | ApiError::BrokerUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Store(_)
+            | ApiError::Unavailable(_)
+            | ApiError::Busy(_)
+            | ApiError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -263,6 +268,7 @@ impl ApiError {
             ApiError::Kubernetes(_) => "kubernetes-unavailable",
             ApiError::Store(_) => "store-unavailable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -292,6 +298,7 @@ impl ApiError {
             ApiError::Kubernetes(_) => "Kubernetes API unavailable",
             ApiError::Store(_) => "Store unavailable",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Busy(_) => "Busy, retry shortly",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -334,7 +341,11 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Store(e.to_string())
+        if e.is_busy() {
+            ApiError::Busy(format!("{e}; retry shortly"))
+        } else {
+            ApiError::Store(e.to_string())
+        }
     }
 }
 
@@ -368,9 +379,18 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
+        if let ApiError::Busy(_) = &self {
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+            );
+        }
         res
     }
 }
+
+/// The `Retry-After` (seconds) of [`ApiError::Busy`] answers.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// A response carrying a problem document.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
