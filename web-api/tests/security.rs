@@ -577,6 +577,13 @@ async fn the_process_writes_the_bootstrap_token_to_a_file_never_to_its_log() {
         .await
         .unwrap();
     let db = TestDb::new(Db::Postgres).await;
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, sim.kubeconfig()).unwrap();
@@ -592,6 +599,7 @@ async fn the_process_writes_the_bootstrap_token_to_a_file_never_to_its_log() {
         .arg("--bootstrap-token-file")
         .arg(&token_file)
         .args(["--bootstrap-token-ttl-seconds", "3600"])
+        .args(["--bootstrap-token-secret", "sluice-system/bootstrap"])
         .args(["--header-read-timeout-seconds", "1"])
         .env(
             "SLUICE_JWT_SECRET",
@@ -631,6 +639,15 @@ async fn the_process_writes_the_bootstrap_token_to_a_file_never_to_its_log() {
     let ttl = rows[0].expires_at - rows[0].created_at;
     assert!((3_599_000..=3_601_000).contains(&ttl), "{ttl}");
     assert!(!process.log().contains(&token), "the token is in the log");
+    // The same token in the Secret.
+    let secret = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        client.clone(),
+        "sluice-system",
+    )
+    .get("bootstrap")
+    .await
+    .unwrap();
+    assert_eq!(secret.data.unwrap()["token"].0, token.as_bytes());
 
     let (api_status, _) = tokio::task::spawn_blocking({
         let token = token.clone();
@@ -667,4 +684,23 @@ async fn the_process_writes_the_bootstrap_token_to_a_file_never_to_its_log() {
     assert!(!process.log().contains(&token), "the token is in the log");
     drop(process);
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_secret_is_created_then_replaced() {
+    let app = TestApp::start(Db::Postgres).await;
+    app.namespace("ops").await;
+    let kube = Kube::new(app.client.clone());
+    let api = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        app.client.clone(),
+        "sluice-ops",
+    );
+    for value in ["first", "second"] {
+        kube.write_secret("sluice-ops", "bootstrap", "token", value)
+            .await
+            .unwrap();
+        let secret = api.get("bootstrap").await.unwrap();
+        assert_eq!(secret.data.unwrap()["token"].0, value.as_bytes());
+    }
+    app.shutdown().await;
 }
