@@ -1,9 +1,9 @@
 //! `sluice dev` driven as the README drives it: the process is started with a fresh data
 //! directory, the real `kubectl` applies the examples with the kubeconfig it writes, events go
-//! in through the REST API with the printed bootstrap token (and a producer token made with it),
+//! in through the REST API with the bootstrap token from `admin-token` (and a producer token made with it),
 //! and come out of the example's `file` sink filtered and projected. SIGTERM stops everything
 //! (exit 0, no worker left), and a restart on the same directory resumes: the pipeline is still
-//! there and Ready, tokens still work, and no new bootstrap token is printed.
+//! there and Ready, tokens still work, and no new bootstrap token is issued.
 //!
 //! Needs `kubectl` on PATH and NATS with JetStream at `NATS_URL` (default
 //! `nats://127.0.0.1:4222`); builds `sluice-worker` into the same target directory first.
@@ -330,12 +330,29 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
         })
         .unwrap_or_else(|| dev.fail("no REST API line"));
     assert_eq!(api, format!("http://127.0.0.1:{api_port}"));
-    let token_at = dev
+    if !dev
         .stdout
         .iter()
-        .position(|l| l.starts_with("bootstrap platform-admin token"))
-        .unwrap_or_else(|| dev.fail("no bootstrap token on the first start"));
-    let admin = dev.stdout[token_at + 1].trim().to_string();
+        .any(|l| l.starts_with("a new bootstrap platform-admin token is in"))
+    {
+        dev.fail("no bootstrap token on the first start");
+    }
+    // The token is in the data directory (owner-only), never printed.
+    let admin_file = data.join("admin-token");
+    let admin = std::fs::read_to_string(&admin_file)
+        .unwrap_or_else(|e| dev.fail(&format!("no {}: {e}", admin_file.display())))
+        .trim()
+        .to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&admin_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        !dev.stdout.iter().any(|l| l.contains(&admin)),
+        "the bootstrap token was printed"
+    );
     assert!(kubeconfig.is_file());
 
     // kubectl applies the examples: tenant, stream (provisioned first), pipeline.
@@ -526,9 +543,16 @@ spec:
     assert!(
         !dev.stdout
             .iter()
-            .any(|l| l.starts_with("bootstrap platform-admin token") || l.contains(&admin)),
+            .any(|l| l.starts_with("a new bootstrap platform-admin token") || l.contains(&admin)),
         "a bootstrap token was printed again: {:?}",
         dev.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin-token"))
+            .unwrap()
+            .trim(),
+        admin,
+        "the live bootstrap token was replaced"
     );
     wait_jsonpath(
         &dev,

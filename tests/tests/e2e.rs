@@ -20,7 +20,6 @@ use sluice_operator::config::OperatorConfig;
 use sluice_operator::run::{RunOptions, run};
 use sluice_tests::SimCluster;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -222,26 +221,24 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
         ));
         // The API, as a process.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut api_proc = Command::new(&api_bin)
+        let api_proc = Command::new(&api_bin)
             .args(["serve", "--migrate", "--database-url"])
             .arg(format!("postgres://root@127.0.0.1:5432/{db}"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--nats-url", NATS, "--usage-flush-seconds", "1"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .arg("--bootstrap-token-file")
+            .arg(dir.path().join("admin-token"))
             .env("SLUICE_JWT_SECRET", "an-end-to-end-test-secret-of-enough-length")
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("sluice-api starts");
-        let mut lines = BufReader::new(api_proc.stdout.take().unwrap()).lines();
-        let mut admin = String::new();
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("eyJ") {
-                admin = line.trim().to_string();
-                break;
-            }
-        }
-        assert!(!admin.is_empty(), "the API printed no bootstrap token");
+        let token_file = dir.path().join("admin-token");
+        eventually("the bootstrap token file", || async { token_file.is_file() }).await;
+        let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+        assert!(!admin.is_empty(), "the API wrote no bootstrap token");
         let mut processes = Killed(vec![api_proc]);
         let api = Api_ {
             http: reqwest::Client::new(),

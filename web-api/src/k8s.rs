@@ -110,6 +110,49 @@ impl Kube {
         self.client.apiserver_version().await.map(|_| ())
     }
 
+    /// Writes `value` under `key` of the Secret `namespace/name` (created if missing, its data
+    /// replaced otherwise).
+    pub async fn write_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), kube::Error> {
+        use k8s_openapi::ByteString;
+        use k8s_openapi::api::core::v1::Secret;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let data = std::collections::BTreeMap::from([(
+            key.to_string(),
+            ByteString(value.as_bytes().to_vec()),
+        )]);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(std::collections::BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    MANAGER.to_string(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(data.clone()),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        match api.create(&post_params(), &secret).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let mut current = api.get(name).await?;
+                current.data = Some(data);
+                current.string_data = None;
+                api.replace(name, &post_params(), &current)
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A tenant object.
     pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>, kube::Error> {
         self.tenants().get_opt(name).await

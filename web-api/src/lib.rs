@@ -20,6 +20,7 @@ pub mod path;
 pub mod problem;
 pub mod quota;
 pub mod routes;
+pub mod server;
 pub mod store;
 
 use std::collections::HashMap;
@@ -91,7 +92,27 @@ pub struct Config {
     pub ingest_replicas: u32,
     /// How often ingest counts are written to the store.
     pub usage_flush_interval: Duration,
+    /// Tenant names refused at creation (besides the one whose namespace is the install
+    /// namespace).
+    pub reserved_tenant_names: Vec<String>,
+    /// The namespace Sluice itself is installed in; the tenant whose namespace `sluice-<t>`
+    /// would be this one is refused.
+    pub install_namespace: Option<String>,
+    /// Longest time a request may take before it answers 503 `busy`.
+    pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's head; the connection is closed after.
+    pub header_read_timeout: Duration,
+    /// Longest wait for a tenant's quota lease (held by another write of the same tenant)
+    /// before answering 503 `busy` with `Retry-After`.
+    pub quota_lock_wait: Duration,
+    /// How long `/readyz` stays ready while one dependency (the store or the Kubernetes API)
+    /// fails to answer; it turns unready at once when both fail.
+    pub readiness_grace: Duration,
 }
+
+/// The default of [`Config::reserved_tenant_names`].
+pub const DEFAULT_RESERVED_TENANT_NAMES: [&str; 5] =
+    ["system", "kube", "default", "admin", "platform"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -100,7 +121,7 @@ impl Default for Config {
             audience: "sluice-api".into(),
             default_token_ttl: Duration::from_secs(90 * 24 * 3600),
             max_token_ttl: Duration::from_secs(366 * 24 * 3600),
-            bootstrap_token_ttl: Duration::from_secs(366 * 24 * 3600),
+            bootstrap_token_ttl: Duration::from_secs(24 * 3600),
             token_cache_ttl: Duration::from_secs(5),
             max_body_bytes: 256 * 1024,
             ingest_max_body_bytes: DEFAULT_INGEST_MAX_BODY_BYTES,
@@ -111,6 +132,15 @@ impl Default for Config {
             ingest_permit_timeout: Duration::from_millis(DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS),
             ingest_replicas: 1,
             usage_flush_interval: Duration::from_secs(5),
+            reserved_tenant_names: DEFAULT_RESERVED_TENANT_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            install_namespace: None,
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            quota_lock_wait: Duration::from_secs(5),
+            readiness_grace: Duration::from_secs(30),
         }
     }
 }
@@ -130,7 +160,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Ingest: broker, rate limits, metering.
     pub ingest: Arc<Ingest>,
+    /// The store used to authenticate callers: a small pool of its own, so that writes holding
+    /// the main pool cannot starve authentication (the main store when not set).
+    pub auth_store: Store,
+    /// Readiness bookkeeping of `/readyz`.
+    pub readiness: Arc<routes::health::Readiness>,
     tenants: Arc<RwLock<HashMap<String, (TenantRow, Instant)>>>,
+    gates: Arc<quota::Gates>,
 }
 
 impl AppState {
@@ -145,6 +181,9 @@ impl AppState {
         let ingest = Ingest::new(None, config.ingest_replicas, config.token_cache_ttl);
         AppState {
             config: Arc::new(config),
+            auth_store: store.clone(),
+            readiness: Default::default(),
+            gates: Default::default(),
             store,
             kube,
             auth: Arc::new(auth),
@@ -162,6 +201,32 @@ impl AppState {
             self.config.token_cache_ttl,
         ));
         self
+    }
+
+    /// The state authenticating callers with `auth_store` (see [`AppState::auth_store`]).
+    pub fn with_auth_store(mut self, auth_store: Store) -> Self {
+        self.auth_store = auth_store;
+        self
+    }
+
+    /// Takes the tenant's quota lock: first a gate in this process (so a burst of one tenant's
+    /// writes waits in memory, not on database connections), then the tenant's lease in the
+    /// store (across replicas). Neither holds a database connection while the caller talks to
+    /// the Kubernetes API. [`store::StoreError::Busy`] after [`Config::quota_lock_wait`].
+    pub async fn lock_tenant(
+        &self,
+        tenant_id: &str,
+    ) -> Result<store::TenantLock, store::StoreError> {
+        let wait = self.config.quota_lock_wait;
+        let started = Instant::now();
+        let guard = self.gates.enter(tenant_id, wait).await?;
+        // The lease outlives the longest request, so it only expires for crashed holders.
+        let lease = self.config.request_timeout + Duration::from_secs(30);
+        let lock = self
+            .store
+            .lock_tenant(tenant_id, lease, wait.saturating_sub(started.elapsed()))
+            .await?;
+        Ok(lock.with_local_guard(guard))
     }
 
     /// Writes the pending ingest counts to the store (see [`ingest::meter`]).
@@ -195,7 +260,7 @@ impl AppState {
                 return Ok(Some(row.clone()));
             }
         }
-        let row = self.store.tenant_by_name(name).await?;
+        let row = self.auth_store.tenant_by_name(name).await?;
         let mut cache = self.tenants.write().unwrap_or_else(|e| e.into_inner());
         match &row {
             Some(r) => {
@@ -230,13 +295,18 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The API's router, every route under `/v1` plus `/healthz`, `/readyz`, `/metrics` and
-/// `/openapi.json`.
+/// The API's router, every route under `/v1` plus `/healthz`, `/readyz` and `/openapi.json`.
+/// `/metrics` is not here: it has its own listener ([`metrics_app`]), which the Ingress does
+/// not route. Every request answers within [`Config::request_timeout`].
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes::router().split_for_parts();
     let limit = state.config.max_body_bytes;
     router
         .fallback(routes::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            routes::deadline,
+        ))
         .layer(axum::middleware::from_fn(routes::problem_for_bare_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -246,21 +316,40 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The metrics router: `GET /metrics` (Prometheus text) and nothing else, for the metrics
+/// listener (`--metrics-listen`), which only the monitoring system reaches.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::serve))
+        .with_state(state)
+}
+
 /// The bootstrap admin token's name.
 pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
 
-/// Issues the bootstrap platform-admin token if none was ever issued; returns it (to print
-/// once). Replicas starting together race on a unique key: only one wins.
+/// Issues the bootstrap platform-admin token unless a live one exists (one that expired or
+/// was revoked is replaced); returns it, to hand over once through
+/// [`write_bootstrap_token_file`] or a Secret, never the log. Replicas starting together race
+/// on a unique key: only one wins.
 pub async fn bootstrap_token(state: &AppState) -> Result<Option<String>, auth::tokens::IssueError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    state
+        .store
+        .delete_dead_platform_token(BOOTSTRAP_TOKEN_NAME, now)
+        .await
+        .map_err(auth::tokens::IssueError::Store)?;
     match state
         .auth
         .issue(
             &state.store,
-            None,
-            BOOTSTRAP_TOKEN_NAME,
-            Role::PlatformAdmin,
-            state.config.bootstrap_token_ttl,
-            "bootstrap",
+            &auth::tokens::TokenRequest {
+                tenant: None,
+                name: BOOTSTRAP_TOKEN_NAME,
+                role: Role::PlatformAdmin,
+                ttl: state.config.bootstrap_token_ttl,
+                created_by: "bootstrap",
+                description: Some("bootstrap platform-admin token"),
+            },
         )
         .await
     {
@@ -270,22 +359,47 @@ pub async fn bootstrap_token(state: &AppState) -> Result<Option<String>, auth::t
     }
 }
 
+/// Writes the bootstrap token to `path`, readable and writable by its owner only (0600),
+/// replacing the file.
+pub fn write_bootstrap_token_file(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&tmp)?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Applies the store's pending migrations.
 pub async fn migrate(store: &Store) -> Result<(), store::StoreError> {
     store.migrate().await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, with client addresses available to
-/// the audit log.
+/// the audit log and the default header-read timeout (see [`server::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    server::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router,
+        shutdown,
+        Config::default().header_read_timeout,
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }

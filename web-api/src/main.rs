@@ -46,6 +46,58 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Address of the metrics listener (`GET /metrics`), separate from the API port so that
+    /// the Ingress never exposes it.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// File the bootstrap platform-admin token is written to (mode 0600) when one is issued.
+    #[arg(long, env = "SLUICE_BOOTSTRAP_TOKEN_FILE")]
+    bootstrap_token_file: Option<PathBuf>,
+    /// Secret `namespace/name` the bootstrap platform-admin token is written to (key `token`)
+    /// when one is issued.
+    #[arg(long, env = "SLUICE_BOOTSTRAP_TOKEN_SECRET")]
+    bootstrap_token_secret: Option<String>,
+    /// Lifetime of the bootstrap token in seconds; a new one is issued at start once it expired
+    /// or was revoked.
+    #[arg(
+        long,
+        env = "SLUICE_BOOTSTRAP_TOKEN_TTL_SECONDS",
+        default_value_t = 86_400
+    )]
+    bootstrap_token_ttl_seconds: u64,
+    /// Tenant names refused at creation (comma-separated).
+    #[arg(
+        long,
+        env = "SLUICE_RESERVED_TENANT_NAMES",
+        value_delimiter = ',',
+        default_value = "system,kube,default,admin,platform"
+    )]
+    reserved_tenant_names: Vec<String>,
+    /// The namespace Sluice is installed in: the tenant whose namespace `sluice-<t>` would be
+    /// this one is refused.
+    #[arg(long, env = "SLUICE_INSTALL_NAMESPACE")]
+    install_namespace: Option<String>,
+    /// Longest time a request may take; it then answers 503 with Retry-After.
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    request_timeout_seconds: u64,
+    /// Longest time a client may take to send a request's head; the connection is then closed.
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_read_timeout_seconds: u64,
+    /// Longest wait for a tenant's quota lock (another write of the same tenant holds it)
+    /// before answering 503 with Retry-After.
+    #[arg(long, env = "SLUICE_QUOTA_LOCK_WAIT_SECONDS", default_value_t = 5)]
+    quota_lock_wait_seconds: u64,
+    /// Seconds `/readyz` stays ready while only one of the store and the Kubernetes API fails.
+    #[arg(long, env = "SLUICE_READINESS_GRACE_SECONDS", default_value_t = 30)]
+    readiness_grace_seconds: u64,
+    /// Store connections reserved for authenticating callers (a pool of their own, so that
+    /// writes cannot starve authentication).
+    #[arg(
+        long,
+        env = "SLUICE_AUTH_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 4
+    )]
+    auth_database_max_connections: u32,
     /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
     #[arg(long, env = "SLUICE_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -127,6 +179,9 @@ struct ServeArgs {
     /// Prefix of claim values `<prefix><tenant>:<role>` granting tenant roles.
     #[arg(long, env = "SLUICE_OIDC_TENANT_PREFIX", default_value = "sluice:")]
     oidc_tenant_prefix: String,
+    /// Seconds between background loads of the OIDC JWKS.
+    #[arg(long, env = "SLUICE_OIDC_JWKS_REFRESH_SECONDS", default_value_t = 300)]
+    oidc_jwks_refresh_seconds: u64,
 }
 
 #[tokio::main]
@@ -136,6 +191,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Openapi => {
@@ -156,9 +212,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.jwt_secret.len() < 32 {
         bail!("SLUICE_JWT_SECRET must be at least 32 bytes");
     }
+    let secret_target = match &args.bootstrap_token_secret {
+        Some(s) => match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                Some((ns.to_string(), name.to_string()))
+            }
+            _ => bail!("--bootstrap-token-secret must be namespace/name, not {s:?}"),
+        },
+        None => None,
+    };
     let store = Store::connect(&args.database_url, args.database_max_connections)
         .await
         .context("connecting to the database")?;
+    let auth_store = Store::connect(
+        &args.database_url,
+        args.auth_database_max_connections.max(1),
+    )
+    .await
+    .context("connecting to the database (authentication pool)")?;
     if args.migrate {
         sluice_api::migrate(&store).await.context("migrating")?;
     }
@@ -179,6 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 roles_claim: args.oidc_roles_claim.clone(),
                 admin_value: args.oidc_admin_value.clone(),
                 tenant_prefix: args.oidc_tenant_prefix.clone(),
+                jwks_refresh_interval: Duration::from_secs(args.oidc_jwks_refresh_seconds.max(1)),
             })
             .await?,
         ),
@@ -200,6 +272,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ingest_permit_timeout: Duration::from_millis(args.ingest_permit_timeout_millis.max(1)),
         ingest_replicas: args.ingest_replicas.max(1),
         usage_flush_interval: Duration::from_secs(args.usage_flush_seconds.max(1)),
+        bootstrap_token_ttl: Duration::from_secs(args.bootstrap_token_ttl_seconds.max(60)),
+        reserved_tenant_names: args
+            .reserved_tenant_names
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        install_namespace: args.install_namespace.clone(),
+        request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds.max(1)),
+        quota_lock_wait: Duration::from_secs(args.quota_lock_wait_seconds),
+        readiness_grace: Duration::from_secs(args.readiness_grace_seconds),
         ..Config::default()
     };
     let auth = Authenticator::new(
@@ -210,7 +294,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.token_cache_ttl,
     );
     let metrics = Metrics::new(prometheus::Registry::new())?;
-    let mut state = AppState::new(config, store.clone(), kube, auth, metrics);
+    let header_read_timeout = config.header_read_timeout;
+    let mut state = AppState::new(config, store.clone(), kube.clone(), auth, metrics)
+        .with_auth_store(auth_store);
     if let Some(url) = &args.nats_url {
         // Connects in the background and reconnects for ever: the API serves meanwhile, and
         // ingest answers 503 while the broker cannot be reached.
@@ -227,20 +313,92 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         tracing::warn!("no SLUICE_NATS_URL: ingest answers 503");
     }
-    if let Some(token) = sluice_api::bootstrap_token(&state).await? {
-        // Printed once, on the first start; only its hash is stored.
-        println!("bootstrap platform-admin token (shown once, store it now):\n{token}");
-    }
+    hand_over_bootstrap_token(
+        &state,
+        &kube,
+        args.bootstrap_token_file.as_deref(),
+        secret_target.as_ref(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving");
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("metrics listener {}", args.metrics_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, metrics = %metrics_listener.local_addr()?, "serving");
     let flusher = state.spawn_usage_flusher();
-    sluice_api::serve(listener, sluice_api::app(state.clone()), shutdown_signal()).await?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = tokio::spawn(sluice_api::server::serve(
+        metrics_listener,
+        sluice_api::metrics_app(state.clone()),
+        async {
+            let _ = metrics_stopped.await;
+        },
+        header_read_timeout,
+    ));
+    sluice_api::server::serve(
+        listener,
+        sluice_api::app(state.clone()),
+        shutdown_signal(),
+        header_read_timeout,
+    )
+    .await?;
+    let _ = stop_metrics.send(());
+    let _ = metrics_server.await;
     // The counts of the last seconds, before the store closes.
     flusher.abort();
     if let Err(e) = state.flush_usage().await {
         tracing::error!(error = %e, "cannot write the last ingest counts");
     }
     store.close().await;
+    Ok(())
+}
+
+/// Issues the bootstrap token when no live one exists and writes it to the file and/or the
+/// Secret; never to the log. Without either destination no token is issued. When it cannot be
+/// written it is revoked again (the next start issues another).
+async fn hand_over_bootstrap_token(
+    state: &AppState,
+    kube: &Kube,
+    file: Option<&std::path::Path>,
+    secret: Option<&(String, String)>,
+) -> anyhow::Result<()> {
+    if file.is_none() && secret.is_none() {
+        tracing::warn!(
+            "neither --bootstrap-token-file nor --bootstrap-token-secret is set: \
+             no bootstrap platform-admin token is issued"
+        );
+        return Ok(());
+    }
+    let Some(token) = sluice_api::bootstrap_token(state).await? else {
+        tracing::info!("a live bootstrap platform-admin token exists; none issued");
+        return Ok(());
+    };
+    let written = async {
+        if let Some(path) = file {
+            sluice_api::write_bootstrap_token_file(path, &token)
+                .with_context(|| format!("writing the bootstrap token to {}", path.display()))?;
+            tracing::info!(path = %path.display(), "bootstrap platform-admin token written");
+        }
+        if let Some((ns, name)) = secret {
+            kube.write_secret(ns, name, "token", &token)
+                .await
+                .with_context(|| format!("writing the bootstrap token to Secret {ns}/{name}"))?;
+            tracing::info!(secret = %format!("{ns}/{name}"), "bootstrap platform-admin token written");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = written {
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Err(r) = state
+            .store
+            .revoke_platform_token_named(sluice_api::BOOTSTRAP_TOKEN_NAME, now)
+            .await
+        {
+            tracing::error!(error = %r, "cannot revoke the bootstrap token that was not handed over");
+        }
+        return Err(e);
+    }
     Ok(())
 }
 

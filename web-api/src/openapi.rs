@@ -27,13 +27,13 @@ use utoipa::openapi::{OpenApi as Doc, Ref, RefOr, schema::Schema};
     modifiers(&BearerAuth),
     tags(
         (name = "tenants", description = "Tenants (platform admins)"),
-        (name = "tokens", description = "API tokens of a tenant"),
+        (name = "tokens", description = "API tokens of a tenant, and platform tokens"),
         (name = "streams", description = "Streams of a tenant"),
         (name = "ingest", description = "Events into a stream"),
         (name = "pipelines", description = "Pipelines of a tenant"),
         (name = "quota", description = "Quota and usage of a tenant"),
         (name = "audit", description = "Audit log"),
-        (name = "health", description = "Health, metrics and this document"),
+        (name = "health", description = "Health and this document"),
     )
 )]
 pub struct ApiDoc;

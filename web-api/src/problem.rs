@@ -201,6 +201,10 @@ pub enum ApiError {
     /// A dependency is not ready (503).
     #[error("{0}")]
     Unavailable(String),
+    /// Too busy to answer in time: a held tenant lease, a full store pool or the request
+    /// deadline; retry after the `Retry-After` seconds (503).
+    #[error("{0}")]
+    Busy(String),
     /// A bug (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -270,6 +274,7 @@ impl ApiError {
             ApiError::Kubernetes(_) => StatusCode::BAD_GATEWAY,
             ApiError::Store(_)
             | ApiError::Unavailable(_)
+            | ApiError::Busy(_)
             | ApiError::BrokerUnavailable(_)
             | ApiError::IngestUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -304,6 +309,7 @@ impl ApiError {
             ApiError::Kubernetes(_) => "kubernetes-unavailable",
             ApiError::Store(_) => "store-unavailable",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -336,6 +342,7 @@ impl ApiError {
             ApiError::Kubernetes(_) => "Kubernetes API unavailable",
             ApiError::Store(_) => "Store unavailable",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::Busy(_) => "Busy, retry shortly",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -387,7 +394,11 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Store(e.to_string())
+        if e.is_busy() {
+            ApiError::Busy(format!("{e}; retry shortly"))
+        } else {
+            ApiError::Store(e.to_string())
+        }
     }
 }
 
@@ -422,6 +433,7 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             ApiError::BrokerUnavailable(_) => Some(BROKER_RETRY_AFTER_SECS),
+            ApiError::Busy(_) => Some(BUSY_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -431,6 +443,9 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+/// The `Retry-After` (seconds) of [`ApiError::Busy`] answers.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// A response carrying a problem document.
 pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {

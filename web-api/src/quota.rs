@@ -1,7 +1,12 @@
 //! Quotas at the door: what a tenant uses (from its Pipeline objects, counted exactly as the
 //! operator counts them, with `sluice_crd::validate::pipeline_demand`) and whether a change fits.
-//! Callers hold the tenant's [`crate::store::TenantLock`] from the check until the write to
-//! Kubernetes is done, so two concurrent requests never both take the last free slot.
+//! Callers hold the tenant's lock ([`crate::AppState::lock_tenant`]: a [`Gates`] entry in this
+//! process, then a [`crate::store::TenantLock`] lease in the store) from the check until the
+//! write to Kubernetes is done, so two concurrent requests never both take the last free slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::quota::{self, Limits, Usage};
@@ -10,6 +15,41 @@ use sluice_crd::{Pipeline, PipelineSpec};
 use utoipa::ToSchema;
 
 use crate::problem::ApiError;
+use crate::store::StoreError;
+
+/// Per-tenant gates of this process: one quota-affecting write per tenant at a time proceeds
+/// to the store's lease; the others wait here, in memory, for a bounded time.
+#[derive(Debug, Default)]
+pub struct Gates {
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Gates kept before unused ones are pruned.
+const GATES_BEFORE_PRUNING: usize = 10_000;
+
+impl Gates {
+    /// Enters the tenant's gate, waiting at most `wait` ([`StoreError::Busy`] after).
+    pub async fn enter(
+        &self,
+        tenant_id: &str,
+        wait: Duration,
+    ) -> Result<tokio::sync::OwnedMutexGuard<()>, StoreError> {
+        let gate = {
+            let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+            if gates.len() >= GATES_BEFORE_PRUNING {
+                gates.retain(|_, g| Arc::strong_count(g) > 1);
+            }
+            gates.entry(tenant_id.to_string()).or_default().clone()
+        };
+        tokio::time::timeout(wait, gate.lock_owned())
+            .await
+            .map_err(|_| {
+                StoreError::Busy(
+                    "other changes of this tenant's quota-counted objects are in progress".into(),
+                )
+            })
+    }
+}
 
 /// What the tenant's pipelines use, leaving out `except` (the pipeline being changed) and the
 /// pipelines already being deleted.

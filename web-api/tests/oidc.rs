@@ -19,6 +19,7 @@ fn config(jwks: JwksSource) -> OidcConfig {
         roles_claim: "groups".into(),
         admin_value: "sluice-platform-admins".into(),
         tenant_prefix: "sluice:".into(),
+        jwks_refresh_interval: sluice_api::auth::oidc::DEFAULT_JWKS_REFRESH_INTERVAL,
     }
 }
 
@@ -62,10 +63,14 @@ async fn check(app: &TestApp) {
     i["iss"] = json!("https://evil.test");
     let mut e = claims(json!(["sluice-platform-admins"]));
     e["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
+    // Not valid yet (`nbf` an hour ahead): 401.
+    let mut n = claims(json!(["sluice-platform-admins"]));
+    n["nbf"] = json!(chrono::Utc::now().timestamp() + 3600);
     for token in [
         sign(c, "test-key-1"),
         sign(i, "test-key-1"),
         sign(e, "test-key-1"),
+        sign(n, "test-key-1"),
         sign(claims(json!(["sluice-platform-admins"])), "unknown-key"),
     ] {
         app.call("GET", "/v1/tenants", Some(&token), None)

@@ -32,12 +32,18 @@ fn every_endpoint_is_documented() {
         ("/v1/audit", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
-        ("/metrics", "get"),
+        ("/v1/platform/tokens", "post"),
+        ("/v1/platform/tokens", "get"),
+        ("/v1/platform/tokens/{id}", "delete"),
         ("/openapi.json", "get"),
     ] {
         assert!(paths[path].get(method).is_some(), "{method} {path}");
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
+    assert!(
+        paths.get("/metrics").is_none(),
+        "/metrics is not on the API port"
+    );
     for s in [
         "PipelineSpec",
         "NatsSink",

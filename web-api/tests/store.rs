@@ -88,6 +88,7 @@ async fn tokens(store: Store) {
             created_at: 1,
             created_by: "test",
             expires_at: 10_000,
+            description: None,
         }
     }
     let (a, b) = (acme.id.as_str(), beta.id.as_str());
@@ -114,6 +115,27 @@ async fn tokens(store: Store) {
             .await,
         Err(StoreError::Duplicate)
     ));
+    // Platform tokens are listed and revoked apart from tenant tokens; dead ones can go.
+    let platform_ids: Vec<String> = store
+        .list_platform_tokens(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(platform_ids, ["p1"]);
+    assert!(
+        store
+            .revoke_platform_token("t1", 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.delete_dead_platform_token("root", 5).await.unwrap());
+    let revoked = store.revoke_platform_token("p1", 5).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(5));
+    assert!(store.delete_dead_platform_token("root", 5).await.unwrap());
+    assert!(store.token("p1").await.unwrap().is_none());
 
     let listed: Vec<String> = store
         .list_tokens(a, None, 10)
@@ -262,15 +284,18 @@ async fn idempotency(store: Store) {
 }
 both!(idempotency_keys, idempotency);
 
+const LEASE: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(10);
+
 async fn lock(store: Store) {
     let t = tenant("acme");
     store.insert_tenant(&t).await.unwrap();
-    let held = store.lock_tenant(&t.id).await.unwrap();
+    let held = store.lock_tenant(&t.id, LEASE, WAIT).await.unwrap();
     let released = Arc::new(AtomicBool::new(false));
     let waiter = {
         let (store, id, released) = (store.clone(), t.id.clone(), released.clone());
         tokio::spawn(async move {
-            let l = store.lock_tenant(&id).await.unwrap();
+            let l = store.lock_tenant(&id, LEASE, WAIT).await.unwrap();
             // The second holder only gets the lock after the first let it go.
             let after_release = released.load(Ordering::SeqCst);
             l.release().await.unwrap();
@@ -283,8 +308,38 @@ async fn lock(store: Store) {
     held.release().await.unwrap();
     assert!(waiter.await.unwrap());
     assert!(matches!(
-        store.lock_tenant("no-such-id").await,
+        store.lock_tenant("no-such-id", LEASE, WAIT).await,
         Err(StoreError::NotFound)
     ));
+    // A held lease makes a short wait fail with Busy, not hang.
+    let held = store.lock_tenant(&t.id, LEASE, WAIT).await.unwrap();
+    let busy = store
+        .lock_tenant(&t.id, LEASE, Duration::from_millis(200))
+        .await;
+    assert!(matches!(&busy, Err(e) if e.is_busy()), "{busy:?}");
+    // A lease dropped without release (a cancelled request) is freed in the background.
+    drop(held);
+    store
+        .lock_tenant(&t.id, LEASE, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    // A lease left by a crashed holder expires by itself.
+    let crashed = store
+        .lock_tenant(&t.id, Duration::from_millis(300), WAIT)
+        .await
+        .unwrap();
+    std::mem::forget(crashed);
+    let started = std::time::Instant::now();
+    store
+        .lock_tenant(&t.id, LEASE, WAIT)
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 both!(tenant_lock_is_exclusive, lock);

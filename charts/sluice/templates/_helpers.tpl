@@ -33,6 +33,11 @@ in 63 characters.
 {{ include "sluice.fullname" . }}-api
 {{- end }}
 
+{{/* The Secret the API writes the bootstrap platform-admin token to. */}}
+{{- define "sluice.api.bootstrapSecretName" -}}
+{{- default (printf "%s-bootstrap-token" (include "sluice.api.fullname" .)) .Values.api.bootstrapToken.secretName }}
+{{- end }}
+
 {{/* "name-version" of the chart, for the helm.sh/chart label. */}}
 {{- define "sluice.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}

@@ -1,6 +1,8 @@
 //! The Web API, in-process: an SQLite file under the data directory (or `DATABASE_URL`), a
-//! signing key generated once and kept there, ingest into the dev NATS, and the bootstrap
-//! admin token issued on the first start only.
+//! signing key generated once and kept there, ingest into the dev NATS, the bootstrap admin
+//! token written to `admin-token` in the data directory (mode 0600) whenever a new one is
+//! issued (on the first start, and once the previous one expired or was revoked), and the
+//! metrics on a free loopback port of their own.
 
 use super::DevError;
 use super::paths::{DataDir, write_private};
@@ -20,17 +22,22 @@ use tokio_util::sync::CancellationToken;
 pub struct WebApi {
     /// Its base URL.
     pub url: String,
-    /// The bootstrap platform-admin token, on the first start only.
-    pub bootstrap_token: Option<String>,
+    /// Whether a new bootstrap platform-admin token was issued (and written to the data
+    /// directory's `admin-token`) by this start.
+    pub bootstrap_token_issued: bool,
+    /// The metrics URL (`/metrics`, not served on the API port).
+    pub metrics_url: String,
     /// Its state (the store, the registry of tenants).
     pub state: AppState,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
+    metrics_server: JoinHandle<std::io::Result<()>>,
     flusher: JoinHandle<()>,
 }
 
 impl WebApi {
-    /// Migrates the store, issues the bootstrap token if none ever was, and serves on `listener`.
+    /// Migrates the store, issues the bootstrap token if no live one exists (writing it to the
+    /// data directory), and serves on `listener`.
     pub async fn start(
         data: &DataDir,
         database_url: Option<String>,
@@ -66,6 +73,16 @@ impl WebApi {
         let bootstrap_token = sluice_api::bootstrap_token(&state)
             .await
             .map_err(|e| DevError::Api(format!("cannot issue the bootstrap token: {e}")))?;
+        if let Some(token) = &bootstrap_token {
+            let path = data.admin_token();
+            sluice_api::write_bootstrap_token_file(&path, token).map_err(DevError::io(&path))?;
+        }
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| DevError::Api(format!("cannot listen for metrics: {e}")))?;
+        let metrics_addr: SocketAddr = metrics_listener
+            .local_addr()
+            .map_err(|e| DevError::Api(e.to_string()))?;
         let addr: SocketAddr = listener
             .local_addr()
             .map_err(|e| DevError::Api(e.to_string()))?;
@@ -76,9 +93,16 @@ impl WebApi {
             sluice_api::app(state.clone()),
             stop.clone().cancelled_owned(),
         ));
+        let metrics_server = tokio::spawn(sluice_api::serve(
+            metrics_listener,
+            sluice_api::metrics_app(state.clone()),
+            stop.clone().cancelled_owned(),
+        ));
         Ok(WebApi {
             url: format!("http://{addr}"),
-            bootstrap_token,
+            bootstrap_token_issued: bootstrap_token.is_some(),
+            metrics_url: format!("http://{metrics_addr}/metrics"),
+            metrics_server,
             state,
             stop,
             server,
@@ -94,6 +118,7 @@ impl WebApi {
             Err(e) => tracing::warn!(error = %e, "the Web API task failed"),
             Ok(Ok(())) => {}
         }
+        let _ = self.metrics_server.await;
         self.flusher.abort();
         if let Err(e) = self.state.flush_usage().await {
             tracing::warn!(error = %e, "cannot write the last ingest counts");

@@ -142,7 +142,7 @@ async fn run_with(
     paths::write_private(&data.kubeconfig(), kubeconfig.as_bytes())?;
     let client = client_for(&kubeconfig).await?;
 
-    // The API (the bootstrap token is issued on the first start only).
+    // The API (it writes a new bootstrap token to the data directory when it issues one).
     let api = api::WebApi::start(
         data,
         args.database_url.clone(),
@@ -151,9 +151,6 @@ async fn run_with(
         &nats.url,
     )
     .await?;
-    if let Some(token) = &api.bootstrap_token {
-        paths::write_private(&data.admin_token(), token.as_bytes())?;
-    }
 
     // The operator: it renders the dev NATS URL into every route config.
     let stop_operator = CancellationToken::new();
@@ -254,18 +251,17 @@ fn print_banner(
         "  workers:        {} (logs in {root}/logs, file sinks under {root}/files/<namespace>/)",
         worker_bin.display()
     );
-    match &api.bootstrap_token {
-        Some(token) => {
-            println!(
-                "bootstrap platform-admin token (shown once; a copy is in {}):",
-                data.admin_token().display()
-            );
-            println!("{token}");
-        }
-        None => println!(
-            "the bootstrap platform-admin token was shown on the first start (a copy is in {})",
+    println!("  API metrics:    {}", api.metrics_url);
+    if api.bootstrap_token_issued {
+        println!(
+            "a new bootstrap platform-admin token is in {} (valid for a day; read it with cat)",
             data.admin_token().display()
-        ),
+        );
+    } else {
+        println!(
+            "the bootstrap platform-admin token is in {}",
+            data.admin_token().display()
+        );
     }
     println!("sluice dev is ready; Ctrl-C stops it");
 }

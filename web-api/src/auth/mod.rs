@@ -87,6 +87,9 @@ pub struct Principal {
     pub platform_admin: bool,
     /// Their roles in tenants.
     pub grants: Vec<Grant>,
+    /// When their credential expires (ms since the epoch), when known: a token they mint may
+    /// not outlive it.
+    pub expires_at_ms: Option<i64>,
 }
 
 impl Principal {
@@ -147,7 +150,7 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(c.clone());
         }
         let token = bearer(parts)?;
-        let principal = state.auth.authenticate(token, &state.store).await?;
+        let principal = state.auth.authenticate(token, &state.auth_store).await?;
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

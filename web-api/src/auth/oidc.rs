@@ -1,6 +1,8 @@
 //! Tokens of an external OIDC issuer (platform single sign-on), verified against the issuer's
-//! JWKS, read from a file or fetched from a URL (and fetched again, at most every 30 s, when a
-//! token names a key it does not know, so key rotation works).
+//! JWKS, read from a file or fetched from a URL. The JWKS is loaded again periodically
+//! ([`OidcConfig::jwks_refresh_interval`], so removed keys stop verifying) and, at most every
+//! 30 s, when a token names a key it does not know (so key rotation works). Loading happens
+//! outside the key lock: verifications never wait on the network.
 //!
 //! Only asymmetric algorithms are accepted (RS*, PS*, ES*, EdDSA), and the token's `alg` must
 //! match its key's. `iss`, `aud` and `exp` are required. A configured claim (`groups` by default,
@@ -9,6 +11,7 @@
 //! prefix `sluice:`, e.g. `sluice:acme:developer`) give a role in a tenant.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
@@ -54,7 +57,12 @@ pub struct OidcConfig {
     pub admin_value: String,
     /// Prefix of claim values `<prefix><tenant>:<role>`.
     pub tenant_prefix: String,
+    /// How often the JWKS is loaded again in the background.
+    pub jwks_refresh_interval: Duration,
 }
+
+/// The default of [`OidcConfig::jwks_refresh_interval`].
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Why the JWKS could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +78,50 @@ pub enum JwksError {
     Parse(String),
 }
 
+/// The keys and when they were last loaded (or a load last tried).
+#[derive(Debug)]
+struct Keys {
+    config: OidcConfig,
+    set: RwLock<(JwkSet, Instant)>,
+    /// Held while loading, so that one load runs at a time; never held with `set`'s write lock
+    /// across network I/O.
+    loading: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+}
+
+impl Keys {
+    /// Loads the JWKS again if the last load is older than `min_age`; the key lock is taken
+    /// only to swap the new set in.
+    async fn reload(&self, min_age: Duration) {
+        let _one = self.loading.lock().await;
+        if self.set.read().await.1.elapsed() < min_age {
+            return;
+        }
+        let loaded = load(&self.config.jwks, &self.http).await;
+        let mut set = self.set.write().await;
+        match loaded {
+            Ok(new) => *set = (new, Instant::now()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh the OIDC JWKS; keeping the old keys");
+                set.1 = Instant::now();
+            }
+        }
+    }
+}
+
 /// Verifier of OIDC tokens.
 #[derive(Debug)]
 pub struct Oidc {
-    config: OidcConfig,
-    keys: RwLock<(JwkSet, Instant)>,
-    http: reqwest::Client,
+    keys: Arc<Keys>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        if let Some(r) = &self.refresher {
+            r.abort();
+        }
+    }
 }
 
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
@@ -100,16 +146,33 @@ impl Oidc {
             .build()
             .map_err(|e| JwksError::Fetch("client".into(), e.to_string()))?;
         let set = load(&config.jwks, &http).await?;
-        Ok(Oidc {
+        let every = config.jwks_refresh_interval.max(Duration::from_secs(1));
+        let keys = Arc::new(Keys {
             config,
-            keys: RwLock::new((set, Instant::now())),
+            set: RwLock::new((set, Instant::now())),
+            loading: tokio::sync::Mutex::new(()),
             http,
+        });
+        let weak = Arc::downgrade(&keys);
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(keys) = weak.upgrade() else { return };
+                keys.reload(Duration::ZERO).await;
+            }
+        });
+        Ok(Oidc {
+            keys,
+            refresher: Some(refresher),
         })
     }
 
     /// The settings.
     pub fn config(&self) -> &OidcConfig {
-        &self.config
+        &self.keys.config
     }
 
     async fn key(&self, kid: Option<&str>) -> Result<jsonwebtoken::jwk::Jwk, ApiError> {
@@ -119,7 +182,7 @@ impl Oidc {
             None => None,
         };
         {
-            let keys = self.keys.read().await;
+            let keys = self.keys.set.read().await;
             if let Some(k) = find(&keys.0) {
                 return Ok(k);
             }
@@ -129,17 +192,8 @@ impl Oidc {
                 ));
             }
         }
-        let mut keys = self.keys.write().await;
-        if keys.1.elapsed() >= REFRESH_AT_MOST_EVERY {
-            match load(&self.config.jwks, &self.http).await {
-                Ok(set) => *keys = (set, Instant::now()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot refresh the OIDC JWKS");
-                    keys.1 = Instant::now();
-                }
-            }
-        }
-        find(&keys.0)
+        self.keys.reload(REFRESH_AT_MOST_EVERY).await;
+        find(&self.keys.set.read().await.0)
             .ok_or_else(|| ApiError::Unauthorized("token is signed with an unknown key".into()))
     }
 
@@ -184,10 +238,11 @@ impl Oidc {
             .map_err(|e| ApiError::Unauthorized(format!("unusable JWKS key: {e}")))?;
         let mut v = Validation::new(alg);
         v.algorithms = vec![alg];
-        v.set_issuer(&[&self.config.issuer]);
-        v.set_audience(&[&self.config.audience]);
+        v.set_issuer(&[&self.keys.config.issuer]);
+        v.set_audience(&[&self.keys.config.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
+        v.validate_nbf = true;
         let data = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| ApiError::Unauthorized(format!("OIDC token refused: {e}")))?;
         let claims = data.claims;
@@ -196,7 +251,7 @@ impl Oidc {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let values: Vec<String> = match claims.get(&self.config.roles_claim) {
+        let values: Vec<String> = match claims.get(&self.keys.config.roles_claim) {
             Some(Value::String(s)) => vec![s.clone()],
             Some(Value::Array(a)) => a
                 .iter()
@@ -205,7 +260,12 @@ impl Oidc {
                 .collect(),
             _ => vec![],
         };
-        Ok(map_claims(&self.config, &sub, &values))
+        let mut principal = map_claims(&self.keys.config, &sub, &values);
+        principal.expires_at_ms = claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map(|s| s.saturating_mul(1000));
+        Ok(principal)
     }
 }
 
@@ -216,6 +276,7 @@ pub fn map_claims(config: &OidcConfig, subject: &str, values: &[String]) -> Prin
         token_id: None,
         platform_admin: false,
         grants: vec![],
+        expires_at_ms: None,
     };
     for v in values {
         if *v == config.admin_value {
@@ -268,6 +329,7 @@ mod tests {
             roles_claim: "groups".into(),
             admin_value: "admins".into(),
             tenant_prefix: "sluice:".into(),
+            jwks_refresh_interval: DEFAULT_JWKS_REFRESH_INTERVAL,
         };
         let p = map_claims(
             &config,

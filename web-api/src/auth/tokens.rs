@@ -81,6 +81,23 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// What a new token is: see [`Authenticator::issue`].
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRequest<'a> {
+    /// The tenant's id and name, for tenant tokens; `None` for platform tokens.
+    pub tenant: Option<(&'a str, &'a str)>,
+    /// Name, unique in its tenant (or among platform tokens).
+    pub name: &'a str,
+    /// Role.
+    pub role: Role,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// Who creates it (the audit actor).
+    pub created_by: &'a str,
+    /// Free-text description.
+    pub description: Option<&'a str>,
+}
+
 /// A freshly issued token: the secret, shown once, and its claims.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -123,15 +140,15 @@ impl Authenticator {
     }
 
     /// Signs a new token and stores its row; the secret is returned once and never stored.
-    pub async fn issue(
-        &self,
-        store: &Store,
-        tenant: Option<(&str, &str)>,
-        name: &str,
-        role: Role,
-        ttl: Duration,
-        created_by: &str,
-    ) -> Result<Issued, IssueError> {
+    pub async fn issue(&self, store: &Store, req: &TokenRequest<'_>) -> Result<Issued, IssueError> {
+        let TokenRequest {
+            tenant,
+            name,
+            role,
+            ttl,
+            created_by,
+            description,
+        } = *req;
         let now = chrono::Utc::now();
         let jti = uuid::Uuid::new_v4().to_string();
         let exp = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::days(90));
@@ -158,6 +175,7 @@ impl Authenticator {
                 created_at: now.timestamp_millis(),
                 created_by,
                 expires_at: exp.timestamp_millis(),
+                description,
             })
             .await
             .map_err(|e| match e {
@@ -252,6 +270,7 @@ impl Authenticator {
                 token_id: Some(row.id.clone()),
                 platform_admin: true,
                 grants: vec![],
+                expires_at_ms: Some(row.expires_at),
             },
             (Some(tenant), role) if role != Role::PlatformAdmin => Principal {
                 actor: format!("token:{}", row.id),
@@ -261,6 +280,7 @@ impl Authenticator {
                     tenant: tenant.clone(),
                     role,
                 }],
+                expires_at_ms: Some(row.expires_at),
             },
             _ => {
                 return Err(ApiError::Unauthorized(
@@ -314,6 +334,20 @@ impl Authenticator {
     }
 }
 
+/// The lifetime of a token minted by a caller whose own credential expires at
+/// `minter_expires_at_ms` (ms; `None`: unknown, no clamp): `ttl`, shortened so that the new
+/// token never outlives the one that minted it.
+pub fn clamp_ttl(ttl: Duration, minter_expires_at_ms: Option<i64>, now_ms: i64) -> Duration {
+    match minter_expires_at_ms {
+        Some(exp) => {
+            let left = Duration::from_millis(u64::try_from(exp - now_ms).unwrap_or(0));
+            // Whole seconds, rounded down: token expiries are whole seconds.
+            ttl.min(Duration::from_secs(left.as_secs()))
+        }
+        None => ttl,
+    }
+}
+
 /// Why a token could not be issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -335,5 +369,23 @@ impl From<IssueError> for ApiError {
             IssueError::Sign(m) => ApiError::Internal(m),
             IssueError::Store(e) => e.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minted_token_never_outlives_its_minter() {
+        let day = Duration::from_secs(86_400);
+        let now = 1_000_000_000_000;
+        assert_eq!(clamp_ttl(day, None, now), day);
+        assert_eq!(
+            clamp_ttl(day, Some(now + 3_600_500), now),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(clamp_ttl(day, Some(now + 2 * 86_400_000), now), day);
+        assert_eq!(clamp_ttl(day, Some(now - 5), now), Duration::ZERO);
     }
 }

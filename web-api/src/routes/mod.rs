@@ -5,12 +5,13 @@ pub mod audit;
 pub mod health;
 pub mod ingest;
 pub mod pipelines;
+pub mod platform_tokens;
 pub mod streams;
 pub mod tenants;
 pub mod tokens;
 pub mod usage;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::router())
         .merge(tokens::router())
+        .merge(platform_tokens::router())
         .merge(streams::router())
         .merge(ingest::router())
         .merge(pipelines::router())
@@ -43,12 +45,33 @@ pub async fn fallback(req: Request) -> ApiError {
     ))
 }
 
+/// Answers 503 `busy` (with `Retry-After`) when the request takes longer than
+/// [`crate::Config::request_timeout`]; the handler is cancelled.
+pub async fn deadline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => ApiError::Busy(format!(
+            "the request took longer than {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
+}
+
+/// Marks an error response whose body is deliberate (e.g. `/readyz`'s 503 status document):
+/// [`problem_for_bare_errors`] leaves it as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliberateBody;
+
 /// Turns any error response that is not yet a problem document (e.g. axum's own 405 or 413)
 /// into one, so every error the API answers is `application/problem+json`.
 pub async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error())
+        || res.extensions().get::<DeliberateBody>().is_some()
+    {
         return res;
     }
     let is_problem = res

@@ -149,7 +149,6 @@ async fn lock(
     access: &TenantAccess<WritePipelines>,
 ) -> Result<crate::store::TenantLock, ApiError> {
     state
-        .store
         .lock_tenant(&access.tenant.id)
         .await
         .map_err(|e| match e {

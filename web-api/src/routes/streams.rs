@@ -189,7 +189,6 @@ pub async fn create_stream(
             validate_spec(&req.spec)?;
             let t = ready_tenant(&state, &tenant).await?;
             let lock = state
-                .store
                 .lock_tenant(&access.tenant.id)
                 .await
                 .map_err(|e| match e {

@@ -27,7 +27,8 @@ use crate::{AppState, audit, format_ms, idempotency};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenant {
     /// Name of the tenant: a DNS-1123 label of at most 56 characters (its namespace is
-    /// `sluice-<name>`).
+    /// `sluice-<name>`), not a reserved name (`system`, `kube`, `default`, `admin`, `platform`
+    /// by default, and the one whose namespace is Sluice's own).
     pub name: String,
     /// Desired state: display name, owners, quota, isolation, suspension.
     #[serde(default)]
@@ -111,6 +112,22 @@ fn validate_spec(name: &str, spec: &TenantSpec) -> Result<(), ApiError> {
     }
 }
 
+/// Why `name` may not be a tenant's name, if it is reserved: listed in
+/// [`crate::Config::reserved_tenant_names`], or its namespace `sluice-<name>` is the namespace
+/// Sluice is installed in.
+pub fn reserved_name_problem(name: &str, config: &crate::Config) -> Option<String> {
+    if config.reserved_tenant_names.iter().any(|r| r == name) {
+        return Some(format!("{name:?} is a reserved tenant name"));
+    }
+    let namespace = names::tenant_namespace(name);
+    if config.install_namespace.as_deref() == Some(namespace.as_str()) {
+        return Some(format!(
+            "{name:?} is reserved: its namespace {namespace:?} is the one Sluice is installed in"
+        ));
+    }
+    None
+}
+
 async fn kube_tenant(state: &AppState, name: &str) -> Result<Tenant, ApiError> {
     state
         .kube
@@ -139,6 +156,9 @@ pub async fn create_tenant(
     let name = req.name.clone();
     let result = idempotency::run(&state, "", &headers, &fingerprint, || async {
         validate_spec(&req.name, &req.spec)?;
+        if let Some(m) = reserved_name_problem(&req.name, &state.config) {
+            return Err(ApiError::field("name", m));
+        }
         let row = TenantRow {
             id: uuid::Uuid::new_v4().to_string(),
             name: req.name.clone(),
@@ -380,4 +400,22 @@ pub async fn delete_tenant(
     )
     .await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_names_are_refused() {
+        let config = crate::Config {
+            install_namespace: Some("sluice-ops".into()),
+            ..crate::Config::default()
+        };
+        for name in ["system", "kube", "default", "admin", "platform", "ops"] {
+            assert!(reserved_name_problem(name, &config).is_some(), "{name}");
+        }
+        assert_eq!(reserved_name_problem("acme", &config), None);
+        assert_eq!(reserved_name_problem("systems", &config), None);
+    }
 }

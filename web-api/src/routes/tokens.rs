@@ -62,7 +62,8 @@ pub struct TokenView {
 }
 
 impl TokenView {
-    fn new(r: TokenRow) -> Self {
+    /// The view of a token row.
+    pub fn new(r: TokenRow) -> Self {
         TokenView {
             role: Role::parse(&r.role).unwrap_or(Role::Viewer),
             id: r.id,
@@ -139,15 +140,29 @@ pub async fn create_token(
             }
             Some(s) => Duration::from_secs(s),
         };
+        // A token never outlives the credential that minted it.
+        let ttl = crate::auth::tokens::clamp_ttl(
+            ttl,
+            access.caller.principal.expires_at_ms,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        if ttl.is_zero() {
+            return Err(ApiError::Unauthorized(
+                "the calling token expires within a second".into(),
+            ));
+        }
         let issued = state
             .auth
             .issue(
                 &state.store,
-                Some((&tenant.id, &tenant.name)),
-                &req.name,
-                req.role,
-                ttl,
-                &access.caller.principal.actor,
+                &crate::auth::tokens::TokenRequest {
+                    tenant: Some((&tenant.id, &tenant.name)),
+                    name: &req.name,
+                    role: req.role,
+                    ttl,
+                    created_by: &access.caller.principal.actor,
+                    description: None,
+                },
             )
             .await?;
         let row = state

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{PgPool, SqlitePool};
 
 /// Migrations of the PostgreSQL store.
 pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -33,6 +33,20 @@ pub enum StoreError {
     /// The row is gone.
     #[error("not found")]
     NotFound,
+    /// The tenant's quota lease is held by another request for longer than the wait allowed,
+    /// or no connection of the pool freed up in time.
+    #[error("busy: {0}")]
+    Busy(String),
+}
+
+impl StoreError {
+    /// Whether the error means "too busy now, retry shortly" (a full pool or a held lease).
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Busy(_) | StoreError::Database(sqlx::Error::PoolTimedOut)
+        )
+    }
 }
 
 fn map_unique(e: sqlx::Error) -> StoreError {
@@ -99,6 +113,8 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// When it was revoked (ms).
     pub revoked_at: Option<i64>,
+    /// Free-text description.
+    pub description: Option<String>,
 }
 
 /// A token to insert.
@@ -120,6 +136,8 @@ pub struct NewToken<'a> {
     pub created_by: &'a str,
     /// Expiry (ms).
     pub expires_at: i64,
+    /// Free-text description.
+    pub description: Option<&'a str>,
 }
 
 /// One audit record.
@@ -231,30 +249,56 @@ pub struct IngestUsageTotals {
     pub recent_bytes: i64,
 }
 
-/// A per-tenant lock held while checking quota and writing to Kubernetes: a PostgreSQL row
-/// lock (`SELECT ... FOR UPDATE` on the tenant's registry row), or an SQLite `BEGIN IMMEDIATE`
-/// transaction. Both work across API replicas sharing the database. Dropping it releases it.
+/// A tenant's quota lease, held while checking quota and writing to Kubernetes: a row of
+/// `tenant_leases` naming this holder until an expiry, so it works across API replicas sharing
+/// the database without holding a connection or a transaction during the Kubernetes calls.
+/// [`TenantLock::release`] deletes the row; dropping the lock without releasing it deletes the
+/// row in the background, and a lease left by a crashed replica expires by itself.
 #[derive(Debug)]
-pub enum TenantLock {
-    /// PostgreSQL transaction holding the row lock.
-    Postgres(sqlx::Transaction<'static, Postgres>),
-    /// SQLite write transaction.
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+pub struct TenantLock {
+    store: Store,
+    tenant_id: String,
+    holder: String,
+    released: bool,
+    _local: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl TenantLock {
-    /// Releases the lock.
-    pub async fn release(self) -> Result<(), StoreError> {
-        match self {
-            TenantLock::Postgres(tx) => tx.commit().await?,
-            TenantLock::Sqlite(tx) => tx.commit().await?,
+    /// Keeps `guard` (a process-local gate of the same tenant) until the lock is released.
+    pub fn with_local_guard(mut self, guard: tokio::sync::OwnedMutexGuard<()>) -> Self {
+        self._local = Some(guard);
+        self
+    }
+
+    /// Releases the lease.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        self.released = true;
+        self.store.drop_lease(&self.tenant_id, &self.holder).await
+    }
+}
+
+impl Drop for TenantLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
         }
-        Ok(())
+        // Cancelled (e.g. by the request timeout) or failed: free the lease in the background.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let store = self.store.clone();
+            let tenant_id = std::mem::take(&mut self.tenant_id);
+            let holder = std::mem::take(&mut self.holder);
+            rt.spawn(async move {
+                if let Err(e) = store.drop_lease(&tenant_id, &holder).await {
+                    tracing::warn!(error = %e, "cannot free a tenant lease; it expires by itself");
+                }
+            });
+        }
     }
 }
 
 const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, n.name AS tenant_name, t.name, t.role, \
-     t.token_hash, t.created_at, t.created_by, t.expires_at, t.last_used_at, t.revoked_at";
+     t.token_hash, t.created_at, t.created_by, t.expires_at, t.last_used_at, t.revoked_at, \
+     t.description";
 
 /// How long an idempotency key is remembered (ms).
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -285,6 +329,22 @@ impl Store {
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
         }
+    }
+
+    /// A PostgreSQL pool that connects on first use (so the API can start, and report itself
+    /// not ready, while the database is down), waiting at most `acquire_timeout` for a
+    /// connection.
+    pub fn connect_lazy_postgres(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(opts);
+        Ok(Store::Postgres(pool))
     }
 
     /// Applies the pending migrations.
@@ -364,6 +424,13 @@ impl Store {
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
+        on_pool!(self, |p| sqlx::query(
+            "DELETE FROM tenant_leases WHERE tenant_id = $1"
+        )
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         let done = on_pool!(self, |p| sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
             .execute(p)
@@ -372,32 +439,74 @@ impl Store {
         Ok(done > 0)
     }
 
-    /// Takes the tenant's quota lock (see [`TenantLock`]); waits while another request holds it.
-    pub async fn lock_tenant(&self, tenant_id: &str) -> Result<TenantLock, StoreError> {
-        match self {
-            Store::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                let row = sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-                    .bind(tenant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if row.is_none() {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(TenantLock::Postgres(tx))
+    /// Takes the tenant's quota lease for `lease` (see [`TenantLock`]), polling while another
+    /// holder has it; [`StoreError::Busy`] after `wait`, [`StoreError::NotFound`] when the tenant
+    /// is not registered. Each attempt is one short statement: no connection is held between
+    /// attempts nor while the lease is held.
+    pub async fn lock_tenant(
+        &self,
+        tenant_id: &str,
+        lease: Duration,
+        wait: Duration,
+    ) -> Result<TenantLock, StoreError> {
+        let holder = uuid::Uuid::new_v4().to_string();
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let now = chrono::Utc::now().timestamp_millis();
+            let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
+            let taken = on_pool!(self, |p| sqlx::query(
+                "INSERT INTO tenant_leases (tenant_id, holder, expires_at) \
+                 SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
+                 ON CONFLICT (tenant_id) DO UPDATE \
+                 SET holder = excluded.holder, expires_at = excluded.expires_at \
+                 WHERE tenant_leases.expires_at < $4"
+            )
+            .bind(tenant_id)
+            .bind(&holder)
+            .bind(until)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+            if taken == 1 {
+                return Ok(TenantLock {
+                    store: self.clone(),
+                    tenant_id: tenant_id.to_string(),
+                    holder,
+                    released: false,
+                    _local: None,
+                });
             }
-            Store::Sqlite(p) => {
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                let row = sqlx::query("SELECT id FROM tenants WHERE id = $1")
-                    .bind(tenant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if row.is_none() {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(TenantLock::Sqlite(tx))
+            let exists: Option<(String,)> = on_pool!(self, |p| sqlx::query_as(
+                "SELECT id FROM tenants WHERE id = $1"
+            )
+            .bind(tenant_id)
+            .fetch_optional(p)
+            .await)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
             }
+            if started.elapsed() + pause > wait {
+                return Err(StoreError::Busy(
+                    "another change of this tenant's quota-counted objects is in progress".into(),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
         }
+    }
+
+    async fn drop_lease(&self, tenant_id: &str, holder: &str) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "DELETE FROM tenant_leases WHERE tenant_id = $1 AND holder = $2"
+        )
+        .bind(tenant_id)
+        .bind(holder)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     // ---- tokens ----
@@ -407,7 +516,7 @@ impl Store {
     pub async fn insert_token(&self, t: &NewToken<'_>) -> Result<(), StoreError> {
         on_pool!(self, |p| sqlx::query(
             "INSERT INTO api_tokens (id, scope, tenant_id, name, role, token_hash, created_at, \
-             created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             created_by, expires_at, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         )
         .bind(t.id)
         .bind(t.tenant_id.unwrap_or(""))
@@ -418,6 +527,7 @@ impl Store {
         .bind(t.created_at)
         .bind(t.created_by)
         .bind(t.expires_at)
+        .bind(t.description)
         .execute(p)
         .await
         .map(|r| r.rows_affected()))
@@ -481,6 +591,83 @@ impl Store {
             Some(t) if t.tenant_id.as_deref() == Some(tenant_id) => Ok(Some(t)),
             _ => Ok(None),
         }
+    }
+
+    /// Platform tokens (no tenant) in id order, after `after`.
+    pub async fn list_platform_tokens(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id \
+             WHERE t.scope = '' AND ($1 IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2"
+        );
+        Ok(on_pool!(self, |p| sqlx::query_as::<_, TokenRow>(
+            sqlx::AssertSqlSafe(sql.clone())
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Revokes a platform token; the row, or `None` when no platform token has that id.
+    pub async fn revoke_platform_token(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<TokenRow>, StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE scope = '' AND id = $2 AND revoked_at IS NULL"
+        )
+        .bind(now)
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        match self.token(id).await? {
+            Some(t) if t.tenant_id.is_none() => Ok(Some(t)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Revokes the live platform token called `name`; whether there was one.
+    pub async fn revoke_platform_token_named(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |p| sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 \
+             WHERE scope = '' AND name = $2 AND revoked_at IS NULL"
+        )
+        .bind(now)
+        .bind(name)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// Deletes the platform token called `name` if it expired or was revoked before `now`, so
+    /// that the name can be issued again; whether a row was deleted.
+    pub async fn delete_dead_platform_token(
+        &self,
+        name: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |p| sqlx::query(
+            "DELETE FROM api_tokens WHERE scope = '' AND name = $1 \
+             AND (expires_at <= $2 OR revoked_at IS NOT NULL)"
+        )
+        .bind(name)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
     }
 
     /// Records that a token was used.

@@ -203,13 +203,16 @@ impl TestApp {
             config.token_cache_ttl,
         );
         let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+        // Authentication has a small pool of its own, as `sluice-api serve` sets it up.
+        let auth_store = Store::connect(&db.url, 4).await.expect("auth pool");
         let mut state = AppState::new(
             config,
             db.store.clone(),
             Kube::new(client.clone()),
             auth,
             metrics,
-        );
+        )
+        .with_auth_store(auth_store);
         if let Some(js) = js {
             state = state.with_jetstream(js);
         }
@@ -381,11 +384,9 @@ impl TestApp {
         self.send(req).await
     }
 
-    /// The `/metrics` text.
+    /// The `/metrics` text, from the metrics router (the API router does not serve it).
     pub async fn metrics(&self) -> String {
-        let res = self
-            .router
-            .clone()
+        let res = sluice_api::metrics_app(self.state.clone())
             .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -393,6 +394,7 @@ impl TestApp {
     }
 
     pub async fn shutdown(mut self) {
+        self.state.auth_store.close().await;
         self.db.store.close().await;
         if let Some(sim) = self.sim.take() {
             tokio::time::timeout(Duration::from_secs(5), sim.shutdown())
