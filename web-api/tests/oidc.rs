@@ -113,3 +113,36 @@ async fn oidc_tokens_from_a_jwks_url() {
     check(&app).await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_is_reloaded_periodically_so_removed_keys_stop_verifying() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, JWKS).unwrap();
+    let oidc = Oidc::new(OidcConfig {
+        jwks_refresh_interval: std::time::Duration::from_millis(300),
+        ..config(JwksSource::File(path.clone()))
+    })
+    .await
+    .unwrap();
+    let app = TestApp::start_with(Db::Postgres, Some(oidc), Config::default()).await;
+    let admin = sign(claims(json!(["sluice-platform-admins"])), "test-key-1");
+    app.call("GET", "/v1/tenants", Some(&admin), None)
+        .await
+        .ok(200);
+    // The issuer retires the key: within a refresh interval, its tokens stop verifying.
+    std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = app.call("GET", "/v1/tenants", Some(&admin), None).await;
+        if a.status.as_u16() == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old key still verifies"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.shutdown().await;
+}
