@@ -28,7 +28,7 @@ pub async fn materialise(
             DevError::Kube(format!("secret {namespace}/{name} does not exist (yet)"))
         })?;
         for (key, value) in secret.data.unwrap_or_default() {
-            if key.contains('/') || key == ".." {
+            if key.is_empty() || key.contains('/') || key == "." || key == ".." {
                 continue;
             }
             write_private(&dir.join(name).join(&key), &value.0)?;

@@ -33,9 +33,9 @@ use crate::timing::Timing;
 use crate::transform::{EventError, Outcome, Stage, Transform};
 use bytes::Bytes;
 use sluice_core::route::Retry;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
@@ -90,8 +90,9 @@ enum Item<T> {
     },
 }
 
-/// The messages the worker holds: fetched and not yet acknowledged (or given back).
-struct Held<T>(Arc<Mutex<BTreeSet<T>>>);
+/// The messages the worker holds: fetched and not yet acknowledged (or given back), each
+/// with when it was fetched or last kept alive.
+struct Held<T>(Arc<Mutex<BTreeMap<T, Instant>>>);
 
 impl<T> Clone for Held<T> {
     fn clone(&self) -> Self {
@@ -101,10 +102,10 @@ impl<T> Clone for Held<T> {
 
 impl<T: Clone + Ord> Held<T> {
     fn new() -> Self {
-        Held(Arc::new(Mutex::new(BTreeSet::new())))
+        Held(Arc::new(Mutex::new(BTreeMap::new())))
     }
 
-    fn set(&self) -> std::sync::MutexGuard<'_, BTreeSet<T>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<T, Instant>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -112,18 +113,29 @@ impl<T: Clone + Ord> Held<T> {
     where
         T: 'a,
     {
-        self.set().extend(tokens.cloned());
+        let now = Instant::now();
+        self.map().extend(tokens.map(|t| (t.clone(), now)));
     }
 
     fn release(&self, tokens: &[T]) {
-        let mut set = self.set();
+        let mut map = self.map();
         for t in tokens {
-            set.remove(t);
+            map.remove(t);
         }
     }
 
-    fn snapshot(&self) -> Vec<T> {
-        self.set().iter().cloned().collect()
+    /// The messages not kept alive for `every` (marked as kept alive now). Messages that
+    /// go through quickly never need an in-progress acknowledgement.
+    fn due(&self, every: Duration) -> Vec<T> {
+        let now = Instant::now();
+        let mut due = vec![];
+        for (token, at) in self.map().iter_mut() {
+            if now.duration_since(*at) >= every {
+                *at = now;
+                due.push(token.clone());
+            }
+        }
+        due
     }
 }
 
@@ -200,7 +212,9 @@ async fn keep_alive<A: Acker>(
             _ = tokio::time::sleep(timing.keepalive) => {}
             _ = stop.cancelled() => break,
         }
-        let tokens = held.snapshot();
+        // Sent at most two keepalive periods after a message was fetched or last kept alive:
+        // within the ack wait (three periods).
+        let tokens = held.due(timing.keepalive);
         if tokens.is_empty() {
             continue;
         }
@@ -702,6 +716,21 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_messages_held_for_a_while_are_kept_alive() {
+        let held: Held<u32> = Held::new();
+        held.hold([1, 2].iter());
+        assert!(held.due(Duration::from_millis(30)).is_empty());
+        std::thread::sleep(Duration::from_millis(40));
+        held.hold([3].iter());
+        held.release(&[2]);
+        assert_eq!(held.due(Duration::from_millis(30)), [1]);
+        // Just kept alive: not due again until another period passed.
+        assert!(held.due(Duration::from_millis(30)).is_empty());
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(held.due(Duration::from_millis(30)), [1, 3]);
+    }
 
     #[test]
     fn events_past_max_deliver_are_not_tried_again() {
