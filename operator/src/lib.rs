@@ -214,3 +214,55 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> run::RunOptions {
+        let cli = Cli::try_parse_from(["sluice-operator", "run"].iter().chain(args)).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        run.options()
+    }
+
+    #[test]
+    fn platform_limits_come_from_flags() {
+        let o = options(&[]);
+        assert_eq!(
+            o.config.reserved_tenant_names,
+            ["system", "kube", "default", "admin", "platform"]
+        );
+        assert_eq!(
+            o.config.sink_policy,
+            sluice_core::egress::SinkPolicy::default()
+        );
+        let o = options(&[
+            "--reserved-tenant-names=ops, infra",
+            "--sink-deny-cidrs=10.0.0.0/8,172.16.0.0/12",
+            "--sink-allow-cidrs=10.5.0.0/16",
+            "--sink-allow-loopback",
+            "--allow-ambient-cloud-credentials",
+            "--cel-max-evaluation-cost=5000",
+        ]);
+        assert_eq!(o.config.reserved_tenant_names, ["ops", "infra"]);
+        assert_eq!(
+            o.config.sink_policy.deny_cidrs,
+            ["10.0.0.0/8", "172.16.0.0/12"]
+        );
+        assert_eq!(o.config.sink_policy.allow_cidrs, ["10.5.0.0/16"]);
+        assert!(o.config.sink_policy.allow_loopback);
+        assert!(o.config.sink_policy.allow_ambient_credentials);
+        assert_eq!(o.config.max_evaluation_cost, 5000);
+        assert!(o.config.is_reserved_tenant_name("ops"));
+        assert!(
+            o.config.is_reserved_tenant_name("system"),
+            "the system namespace's tenant"
+        );
+        assert!(!o.config.is_reserved_tenant_name("admin"));
+        assert!(
+            Cli::try_parse_from(["sluice-operator", "run", "--cel-max-evaluation-cost=0"]).is_err()
+        );
+    }
+}

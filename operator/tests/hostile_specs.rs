@@ -297,6 +297,23 @@ fn a_namespace_the_operator_did_not_create_is_never_adopted() {
                 .is_some_and(|s| s.reason.as_deref() == Some("NoTenant"))
         })
         .await;
+        // Nor is a stream provisioned there.
+        let stream: Stream = serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
+            "metadata": {"name": "orders"}, "spec": {"retention": {"maxAge": "1h"}}
+        }))
+        .unwrap();
+        let streams = Api::<Stream>::namespaced(c.clone(), "sluice-bob");
+        streams.create(&PostParams::default(), &stream).await.unwrap();
+        eventually("stream refused", || async {
+            streams.get("orders").await.unwrap().status.is_some_and(|s| {
+                s.subject.is_none()
+                    && s.conditions.iter().any(|c| {
+                        c.type_ == "Accepted" && c.reason.as_deref() == Some("NoTenant")
+                    })
+            })
+        })
+        .await;
         untouched(&c, "sluice-bob").await;
         assert!(
             Api::<ConfigMap>::namespaced(c.clone(), "sluice-bob")

@@ -54,17 +54,7 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     // A tenant whose name is reserved, or whose namespace the operator did not create, has no
     // namespace the operator may run anything in.
     let refused = match &tenant_name {
-        Some(t) if tenant.is_some() => {
-            if ctx.config.is_reserved_tenant_name(t) {
-                Some(format!("tenant {t:?} has a reserved name"))
-            } else if crate::tenant::namespace_conflict(&ctx, t).await? {
-                Some(format!(
-                    "namespace {ns} was not created by the operator for tenant {t:?}"
-                ))
-            } else {
-                None
-            }
-        }
+        Some(t) if tenant.is_some() => crate::tenant::refusal(&ctx, t).await?,
         _ => None,
     };
     let tenant = if refused.is_some() { None } else { tenant };

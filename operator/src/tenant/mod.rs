@@ -132,6 +132,22 @@ pub async fn namespace_conflict(ctx: &Context, tenant: &str) -> Result<bool, Err
     Ok(live.is_some_and(|n| !desired::is_owned_namespace(n.metadata.labels.as_ref(), tenant)))
 }
 
+/// Why the namespace of tenant `tenant` may hold nothing of the operator's (a reserved name,
+/// or a namespace the operator did not create), if so. The Pipeline and Stream controllers
+/// refuse objects there with `NoTenant`.
+pub async fn refusal(ctx: &Context, tenant: &str) -> Result<Option<String>, Error> {
+    Ok(if ctx.config.is_reserved_tenant_name(tenant) {
+        Some(format!("tenant {tenant:?} has a reserved name"))
+    } else if namespace_conflict(ctx, tenant).await? {
+        Some(format!(
+            "namespace {} was not created by the operator for tenant {tenant:?}",
+            names::tenant_namespace(tenant)
+        ))
+    } else {
+        None
+    })
+}
+
 async fn apply(t: &Tenant, ctx: &Context) -> Result<(), Error> {
     let ns_obj = desired::namespace(t);
     let ns = ns_obj["metadata"]["name"]
