@@ -115,7 +115,10 @@ same_operator_rules
 
 log "example custom resources against the CRDs"
 kubectl apply -f crates/sluice-crd/tests/fixtures/tenant.yaml >/dev/null
+# The tenant namespace as the operator labels what it creates: it adopts no other namespace.
 kubectl create namespace sluice-acme >/dev/null
+kubectl label namespace sluice-acme app.kubernetes.io/managed-by=sluice-operator \
+  sluice.dev/tenant=acme >/dev/null
 kubectl apply -f crates/sluice-crd/tests/fixtures/stream.yaml \
   -f crates/sluice-crd/tests/fixtures/pipeline.yaml >/dev/null
 kubectl get tenants,streams,pipelines -A --no-headers | sed 's/^/   /'

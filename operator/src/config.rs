@@ -25,6 +25,27 @@ pub struct OperatorConfig {
     pub tenant_edit_role: String,
     /// How often a converged object is reconciled again anyway.
     pub resync: std::time::Duration,
+    /// Tenant names refused whatever else (`Ready=False`, `reason=ReservedName`), besides any
+    /// name whose namespace `sluice-<name>` is the system namespace.
+    pub reserved_tenant_names: Vec<String>,
+    /// What route workers' sinks may reach, rendered into every route's configuration.
+    pub sink_policy: sluice_core::egress::SinkPolicy,
+    /// Budget of one CEL evaluation in the workers (estimated steps), rendered into every
+    /// route's configuration.
+    pub max_evaluation_cost: u64,
+}
+
+/// The tenant names reserved by default (the API refuses the same list).
+pub const DEFAULT_RESERVED_TENANT_NAMES: [&str; 5] =
+    ["system", "kube", "default", "admin", "platform"];
+
+impl OperatorConfig {
+    /// Whether a Tenant may not be called `name`: a reserved name, or one whose namespace
+    /// would be the system namespace.
+    pub fn is_reserved_tenant_name(&self, name: &str) -> bool {
+        self.reserved_tenant_names.iter().any(|r| r == name)
+            || sluice_core::names::tenant_namespace(name) == self.system_namespace
+    }
 }
 
 impl Default for OperatorConfig {
@@ -41,6 +62,12 @@ impl Default for OperatorConfig {
             default_memory_limit: "256Mi".into(),
             tenant_edit_role: "sluice-tenant-edit".into(),
             resync: std::time::Duration::from_secs(300),
+            reserved_tenant_names: DEFAULT_RESERVED_TENANT_NAMES
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            sink_policy: sluice_core::egress::SinkPolicy::default(),
+            max_evaluation_cost: sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST,
         }
     }
 }

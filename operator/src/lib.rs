@@ -39,6 +39,9 @@ pub enum Error {
     /// The operator stopped with an error.
     #[error(transparent)]
     Run(#[from] run::RunError),
+    /// A sink CIDR flag does not parse.
+    #[error("--sink-allow-cidrs / --sink-deny-cidrs: {0}")]
+    SinkCidr(#[from] sluice_core::egress::CidrError),
 }
 
 /// The Sluice operator.
@@ -98,6 +101,35 @@ pub struct RunArgs {
     /// This replica's identity in the election (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Tenant names the operator refuses (`Ready=False`, reason `ReservedName`), comma
+    /// separated; a name whose namespace is the system namespace is always refused.
+    #[arg(
+        long,
+        env = "SLUICE_RESERVED_TENANT_NAMES",
+        value_delimiter = ',',
+        default_value = "system,kube,default,admin,platform"
+    )]
+    pub reserved_tenant_names: Vec<String>,
+    /// IP blocks (CIDR) sinks may reach even when loopback or in `--sink-deny-cidrs`, comma
+    /// separated. Metadata, link-local and unspecified addresses stay denied.
+    #[arg(long, env = "SLUICE_SINK_ALLOW_CIDRS", value_delimiter = ',')]
+    pub sink_allow_cidrs: Vec<String>,
+    /// IP blocks (CIDR) sinks may not reach, comma separated, e.g. the cluster's pod and
+    /// service networks. Checked by the workers after name resolution.
+    #[arg(long, env = "SLUICE_SINK_DENY_CIDRS", value_delimiter = ',')]
+    pub sink_deny_cidrs: Vec<String>,
+    /// Let sinks reach loopback addresses (local development only).
+    #[arg(long, env = "SLUICE_SINK_ALLOW_LOOPBACK")]
+    pub sink_allow_loopback: bool,
+    /// Let object-store sinks without a Secret use the ambient cloud credentials of the
+    /// worker's node or pod. Off by default: a tenant could otherwise act with the platform's
+    /// identity.
+    #[arg(long, env = "SLUICE_ALLOW_AMBIENT_CLOUD_CREDENTIALS")]
+    pub allow_ambient_cloud_credentials: bool,
+    /// Budget of one CEL evaluation in the workers, in estimated steps (nodes × (longest
+    /// collection + 1) ^ comprehension nesting); events over it are dead-lettered.
+    #[arg(long, env = "SLUICE_CEL_MAX_EVALUATION_COST", default_value_t = sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cel_max_evaluation_cost: u64,
 }
 
 impl RunArgs {
@@ -127,6 +159,19 @@ impl RunArgs {
         if let Some(v) = &self.system_namespace {
             config.system_namespace = v.clone();
         }
+        config.reserved_tenant_names = self
+            .reserved_tenant_names
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        config.sink_policy = sluice_core::egress::SinkPolicy {
+            allow_cidrs: self.sink_allow_cidrs.clone(),
+            deny_cidrs: self.sink_deny_cidrs.clone(),
+            allow_loopback: self.sink_allow_loopback,
+            allow_ambient_credentials: self.allow_ambient_cloud_credentials,
+        };
+        config.max_evaluation_cost = self.cel_max_evaluation_cost;
         let leader_election = self.leader_election.then(|| {
             let ns = self
                 .lease_namespace
@@ -158,12 +203,66 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
             out.flush()?;
         }
         Command::Run(args) => {
+            let options = args.options();
+            sluice_core::egress::Egress::new(&options.config.sink_policy)?;
             let client = kube::Client::try_default().await?;
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            run::run(client, args.options(), shutdown).await?;
+            run::run(client, options, shutdown).await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> run::RunOptions {
+        let cli = Cli::try_parse_from(["sluice-operator", "run"].iter().chain(args)).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        run.options()
+    }
+
+    #[test]
+    fn platform_limits_come_from_flags() {
+        let o = options(&[]);
+        assert_eq!(
+            o.config.reserved_tenant_names,
+            ["system", "kube", "default", "admin", "platform"]
+        );
+        assert_eq!(
+            o.config.sink_policy,
+            sluice_core::egress::SinkPolicy::default()
+        );
+        let o = options(&[
+            "--reserved-tenant-names=ops, infra",
+            "--sink-deny-cidrs=10.0.0.0/8,172.16.0.0/12",
+            "--sink-allow-cidrs=10.5.0.0/16",
+            "--sink-allow-loopback",
+            "--allow-ambient-cloud-credentials",
+            "--cel-max-evaluation-cost=5000",
+        ]);
+        assert_eq!(o.config.reserved_tenant_names, ["ops", "infra"]);
+        assert_eq!(
+            o.config.sink_policy.deny_cidrs,
+            ["10.0.0.0/8", "172.16.0.0/12"]
+        );
+        assert_eq!(o.config.sink_policy.allow_cidrs, ["10.5.0.0/16"]);
+        assert!(o.config.sink_policy.allow_loopback);
+        assert!(o.config.sink_policy.allow_ambient_credentials);
+        assert_eq!(o.config.max_evaluation_cost, 5000);
+        assert!(o.config.is_reserved_tenant_name("ops"));
+        assert!(
+            o.config.is_reserved_tenant_name("system"),
+            "the system namespace's tenant"
+        );
+        assert!(!o.config.is_reserved_tenant_name("admin"));
+        assert!(
+            Cli::try_parse_from(["sluice-operator", "run", "--cel-max-evaluation-cost=0"]).is_err()
+        );
+    }
 }

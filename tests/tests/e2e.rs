@@ -210,6 +210,11 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
             RunOptions {
                 config: OperatorConfig {
                     nats_url: NATS.into(),
+                    // The test's webhook receiver listens on loopback.
+                    sink_policy: sluice_core::egress::SinkPolicy {
+                        allow_loopback: true,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 metrics_addr: None,

@@ -159,6 +159,11 @@ async fn run_with(
         sluice_operator::run::RunOptions {
             config: sluice_operator::config::OperatorConfig {
                 nats_url: nats.url.clone(),
+                // Everything runs on this machine: sinks may reach loopback addresses.
+                sink_policy: sluice_core::egress::SinkPolicy {
+                    allow_loopback: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             metrics_addr: None,

@@ -2,6 +2,7 @@
 //! (namespaces, routes, labels, broker subjects), quota arithmetic, the CEL checks shared by the
 //! API and the operator, and the route configuration the operator renders for `sluice-worker`.
 
+pub mod egress;
 pub mod expr;
 pub mod names;
 pub mod quota;

@@ -3,6 +3,7 @@
 //! one source, the pipeline's filter and projection, one sink, batching, retry and the
 //! dead-letter destination. Credentials are never in it, only the paths of mounted files.
 
+use crate::egress::{Egress, SinkPolicy};
 use crate::{expr, names};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,23 @@ pub struct RouteConfig {
     /// When the worker's liveness endpoint reports the delivery loop stuck.
     #[serde(default)]
     pub liveness: Liveness,
+    /// What the platform lets sinks reach (addresses, ambient credentials); the default
+    /// denies metadata, link-local, loopback and unspecified addresses and ambient
+    /// credentials.
+    #[serde(default, skip_serializing_if = "is_default_policy")]
+    pub sink_policy: SinkPolicy,
+    /// Most estimated evaluation steps of the filter or the projection on one event (see
+    /// [`expr::limits::DEFAULT_MAX_EVALUATION_COST`]); an event over it is dead-lettered.
+    #[serde(default = "default_max_evaluation_cost")]
+    pub max_evaluation_cost: u64,
+}
+
+fn default_max_evaluation_cost() -> u64 {
+    expr::limits::DEFAULT_MAX_EVALUATION_COST
+}
+
+fn is_default_policy(p: &SinkPolicy) -> bool {
+    *p == SinkPolicy::default()
 }
 
 fn default_metrics_port() -> u16 {
@@ -411,6 +429,10 @@ impl RouteConfig {
             }
             None => {}
         }
+        let Source::Jetstream {
+            subject: source_subject,
+            ..
+        } = &self.source;
         match &self.sink {
             Sink::Nats { url, subject, .. } | Sink::Jetstream { url, subject, .. } => {
                 if url.trim().is_empty() {
@@ -420,6 +442,13 @@ impl RouteConfig {
                     err(
                         "sink.subject",
                         "must be a NATS subject without wildcards or spaces".into(),
+                    );
+                }
+                if subject == source_subject {
+                    err(
+                        "sink.subject",
+                        "must not be the source subject: the route would consume its own output"
+                            .into(),
                     );
                 }
             }
@@ -484,6 +513,18 @@ impl RouteConfig {
         }
         if self.dead_letter.subject.trim().is_empty() {
             err("deadLetter.subject", "must not be empty".into());
+        }
+        if &self.dead_letter.subject == source_subject {
+            err(
+                "deadLetter.subject",
+                "must not be the source subject: dead events would be consumed again".into(),
+            );
+        }
+        if self.max_evaluation_cost == 0 {
+            err("maxEvaluationCost", "must be at least 1".into());
+        }
+        if let Err(e) = Egress::new(&self.sink_policy) {
+            err("sinkPolicy", e.to_string());
         }
         errors
     }
@@ -555,5 +596,33 @@ mod tests {
             fields,
             ["filter", "sink.urlFile", "sink.table", "batching.maxEvents"]
         );
+    }
+
+    #[test]
+    fn loops_and_bad_policies_are_refused() {
+        let mut c = sample();
+        c.sink = Sink::Jetstream {
+            url: "nats://127.0.0.1:4222".into(),
+            subject: "sluice.acme.orders.events".into(),
+            credentials_file: None,
+        };
+        c.dead_letter.subject = "sluice.acme.orders.events".into();
+        c.sink_policy.deny_cidrs = vec!["10.0.0.0/99".into()];
+        c.filter = Some(format!("event.a{}", ".b".repeat(2000)));
+        let fields: Vec<String> = c.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            ["filter", "sink.subject", "deadLetter.subject", "sinkPolicy"]
+        );
+    }
+
+    #[test]
+    fn the_sink_policy_is_written_only_when_set() {
+        let mut c = sample();
+        assert!(!c.to_json().contains("sinkPolicy"));
+        c.sink_policy.allow_loopback = true;
+        let text = c.to_json();
+        assert!(text.contains("\"allowLoopback\": true"), "{text}");
+        assert_eq!(RouteConfig::from_json(&text).unwrap(), c);
     }
 }

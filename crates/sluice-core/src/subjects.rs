@@ -35,9 +35,72 @@ pub fn durable_name(pipeline: &str, sink: &str) -> String {
     format!("{pipeline}_{sink}")
 }
 
+/// Checks the subject of a NATS sink, as the tenant writes it (relative to its subject space
+/// `sluice.<tenant>.`), given the pipeline's source stream. Refused: subjects that are not
+/// plain NATS subjects (empty tokens, whitespace, wildcards `*` and `>`); subjects that look
+/// like the platform's or the server's own (`sluice.…`, `$…` such as `$JS.API`, `_INBOX.…`);
+/// and subjects in the source stream (`<stream>` or `<stream>.…`, which includes its events
+/// subject), whose output would be fed back into the pipeline's input.
+pub fn check_sink_subject(subject: &str, source_stream: &str) -> Result<(), String> {
+    if subject.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if subject
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '*' || c == '>')
+    {
+        return Err("must be a NATS subject without wildcards (*, >) or whitespace".into());
+    }
+    if subject.split('.').any(str::is_empty) {
+        return Err("must be dot-separated tokens with no empty token".into());
+    }
+    let first = subject.split('.').next().unwrap_or_default();
+    if first.eq_ignore_ascii_case("sluice") || first.starts_with('$') || first == "_INBOX" {
+        return Err(format!(
+            "must not start with {first:?}: subjects beginning with sluice., $ or _INBOX. belong to \
+             the platform and the NATS server"
+        ));
+    }
+    if first == source_stream {
+        return Err(format!(
+            "must not fall into the source stream {source_stream:?} ({source_stream}.>): the \
+             pipeline would consume its own output"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sink_subjects_stay_out_of_reserved_spaces_and_the_source() {
+        assert!(check_sink_subject("alerts.payments", "orders").is_ok());
+        assert!(check_sink_subject("orders-copy.events", "orders").is_ok());
+        for bad in [
+            "",
+            "a.*",
+            "a.>",
+            ">",
+            "a b",
+            "a\tb",
+            "a..b",
+            ".a",
+            "a.",
+            "sluice.acme.orders.events",
+            "SLUICE.x",
+            "sluice",
+            "$JS.API.STREAM.DELETE.x",
+            "$SYS.x",
+            "_INBOX.abc",
+            "orders.events",
+            "orders",
+            "orders.dead.p",
+        ] {
+            assert!(check_sink_subject(bad, "orders").is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn subjects_are_namespaced_by_tenant() {

@@ -171,6 +171,11 @@ pub struct EgressRule {
     /// Destination IP block in CIDR notation, e.g. `10.20.0.0/16`.
     #[schemars(regex(pattern = CIDR_PATTERN))]
     pub cidr: String,
+    /// Blocks inside `cidr` that stay denied, in CIDR notation. Link-local (`169.254.0.0/16`,
+    /// `fe80::/10`) and cloud metadata addresses are always excepted besides these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(regex(pattern = CIDR_PATTERN)))]
+    pub except: Vec<String>,
     /// Destination ports; all ports when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]

@@ -3,7 +3,7 @@
 //! operator (for objects created with kubectl). Each error names its field.
 
 use crate::{PipelineSpec, StreamSpec, TenantSpec};
-use sluice_core::{expr, names, quota};
+use sluice_core::{egress, expr, names, quota, subjects};
 
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,23 +106,33 @@ pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
             );
         }
         if let Some(n) = &sink.nats
-            && (n.subject.is_empty() || n.subject.contains(['*', '>', ' ']))
+            && let Err(m) = subjects::check_sink_subject(&n.subject, &spec.source.stream)
         {
-            e.add(
-                format!("{at}.nats.subject"),
-                "must be a NATS subject without wildcards or spaces",
-            );
+            e.add(format!("{at}.nats.subject"), m);
         }
         if let Some(j) = &sink.jetstream {
             e.name(&format!("{at}.jetstream.stream"), &j.stream);
+            if j.stream == spec.source.stream {
+                e.add(
+                    format!("{at}.jetstream.stream"),
+                    "must not be the source stream: the pipeline would consume its own output",
+                );
+            }
         }
-        if let Some(h) = &sink.http
-            && !(h.url.starts_with("http://") || h.url.starts_with("https://"))
+        if let Some(h) = &sink.http {
+            if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                e.add(
+                    format!("{at}.http.url"),
+                    "must be an http:// or https:// URL",
+                );
+            } else if let Some(m) = egress::literal_url_denied(&h.url) {
+                e.add(format!("{at}.http.url"), m);
+            }
+        }
+        if let Some(url) = sink.object_store.as_ref().and_then(|o| o.url.as_deref())
+            && let Some(m) = egress::literal_url_denied(url)
         {
-            e.add(
-                format!("{at}.http.url"),
-                "must be an http:// or https:// URL",
-            );
+            e.add(format!("{at}.objectStore.url"), m);
         }
         if let Some(p) = &sink.postgres {
             let ok = p.table.split('.').count() <= 2
@@ -167,6 +177,12 @@ pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
     }
     if let Some(d) = &spec.dead_letter {
         e.name("spec.deadLetter.stream", &d.stream);
+        if d.stream == spec.source.stream {
+            e.add(
+                "spec.deadLetter.stream",
+                "must not be the source stream: dead events would be consumed again",
+            );
+        }
     }
     e.0
 }
@@ -272,6 +288,33 @@ pub fn tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     {
         e.add("spec.quota.memory", m);
     }
+    let rules = spec.isolation.iter().flat_map(|i| i.extra_egress.iter());
+    for (i, rule) in rules.enumerate() {
+        let at = format!("spec.isolation.extraEgress[{i}]");
+        let cidr = match egress::Cidr::parse(&rule.cidr) {
+            Ok(c) => c,
+            Err(m) => {
+                e.add(format!("{at}.cidr"), m.to_string());
+                continue;
+            }
+        };
+        if let Some(block) = egress::inside_always_denied(&cidr) {
+            e.add(
+                format!("{at}.cidr"),
+                format!("must not lie inside {block}: link-local and metadata addresses are never reachable"),
+            );
+        }
+        for (j, x) in rule.except.iter().enumerate() {
+            match egress::Cidr::parse(x) {
+                Ok(x) if cidr.covers(&x) && x != cidr => {}
+                Ok(_) => e.add(
+                    format!("{at}.except[{j}]"),
+                    format!("must lie strictly inside the rule's cidr {}", rule.cidr),
+                ),
+                Err(m) => e.add(format!("{at}.except[{j}]"), m.to_string()),
+            }
+        }
+    }
     for (field, v) in [
         ("spec.quota.maxPipelines", q.max_pipelines),
         ("spec.quota.maxStreams", q.max_streams),
@@ -354,6 +397,54 @@ mod tests {
     }
 
     #[test]
+    fn sinks_cannot_loop_or_reach_reserved_subjects_and_addresses() {
+        let s = spec(json!({"source": {"stream": "orders"},
+            "sinks": [
+                {"name": "a", "nats": {"subject": "orders.events"}},
+                {"name": "b", "nats": {"subject": "$JS.API.STREAM.DELETE.sluice_acme_orders"}},
+                {"name": "c", "nats": {"subject": "_INBOX.x"}},
+                {"name": "d", "nats": {"subject": "sluice.bob.orders.events"}},
+                {"name": "e", "jetstream": {"stream": "orders"}},
+                {"name": "f", "http": {"url": "http://169.254.169.254/latest/meta-data/"}},
+                {"name": "g", "objectStore": {"bucket": "bkt", "url": "http://[fe80::1]:9000"}},
+                {"name": "h", "nats": {"subject": "alerts.orders"}},
+                {"name": "i", "jetstream": {"stream": "orders-enriched"}},
+                {"name": "j", "http": {"url": "http://127.0.0.1:9000/hook"}}],
+            "deadLetter": {"stream": "orders"}}));
+        let fields: Vec<String> = pipeline(&s).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.sinks[0].nats.subject",
+                "spec.sinks[1].nats.subject",
+                "spec.sinks[2].nats.subject",
+                "spec.sinks[3].nats.subject",
+                "spec.sinks[4].jetstream.stream",
+                "spec.sinks[5].http.url",
+                "spec.sinks[6].objectStore.url",
+                "spec.deadLetter.stream",
+            ]
+        );
+    }
+
+    #[test]
+    fn expressions_over_the_limits_name_their_field() {
+        let deep = format!("event.a{}", ".b".repeat(2000));
+        let s = spec(json!({"source": {"stream": "orders"}, "filter": deep,
+            "projection": {"expression": format!("{}1{}", "(".repeat(40), ")".repeat(40))},
+            "sinks": [{"name": "f", "file": {"stdout": true}}]}));
+        let errors = pipeline(&s);
+        assert_eq!(errors[0].field, "spec.filter");
+        assert!(errors[0].message.contains("nodes"), "{}", errors[0].message);
+        assert_eq!(errors[1].field, "spec.projection.expression");
+        assert!(
+            errors[1].message.contains("deeper"),
+            "{}",
+            errors[1].message
+        );
+    }
+
+    #[test]
     fn durations_and_streams() {
         assert_eq!(parse_duration_secs("7d"), Some(7 * 86400));
         assert_eq!(parse_duration_secs("1h30m"), Some(5400));
@@ -374,6 +465,20 @@ mod tests {
         let errs = tenant(&"x".repeat(60), &t);
         assert_eq!(errs[0].field, "metadata.name");
         assert_eq!(errs[1].field, "spec.quota.memory");
+        let egress: TenantSpec = serde_json::from_value(json!({"isolation": {"extraEgress": [
+            {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "0.0.0.0/0", "11.0.0.0/33"]},
+            {"cidr": "169.254.169.254/32"},
+            {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}]}}))
+        .unwrap();
+        let fields: Vec<String> = tenant("t", &egress).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.isolation.extraEgress[0].except[1]",
+                "spec.isolation.extraEgress[0].except[2]",
+                "spec.isolation.extraEgress[1].cidr",
+            ]
+        );
         let l = tenant_limits(&t);
         assert_eq!(
             (l.max_pipelines, l.cpu_millis, l.memory_bytes),

@@ -178,7 +178,7 @@ async fn move_events(
         return Ok(());
     };
     let Some(sink) = until_ok("setting up the sink", shutdown, || {
-        AnySink::connect(&config.sink, &name)
+        AnySink::connect(&config.sink, &config.sink_policy, &name)
     })
     .await
     else {

@@ -103,13 +103,12 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         }
     } else if let Some(o) = &sink.object_store {
         route::Sink::ObjectStore {
-            url: o
-                .url
-                .clone()
-                .unwrap_or_else(|| format!("s3://{}", o.bucket)),
+            url: format!("s3://{}", o.bucket),
             prefix: o.prefix.clone().unwrap_or_default(),
             region: o.region.clone(),
-            endpoint: None,
+            // The spec's URL is the S3-compatible endpoint, which the worker reaches only
+            // within the platform's egress policy.
+            endpoint: o.url.clone(),
             credentials_dir: o
                 .secret_ref
                 .as_ref()
@@ -179,6 +178,8 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         },
         metrics_port: route::WORKER_METRICS_PORT,
         liveness: route::Liveness::default(),
+        sink_policy: cfg.sink_policy.clone(),
+        max_evaluation_cost: cfg.max_evaluation_cost,
     }
 }
 

@@ -51,14 +51,23 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         },
         None => None,
     };
+    // A tenant whose name is reserved, or whose namespace the operator did not create, has no
+    // namespace the operator may run anything in.
+    let refused = match &tenant_name {
+        Some(t) if tenant.is_some() => crate::tenant::refusal(&ctx, t).await?,
+        _ => None,
+    };
+    let tenant = if refused.is_some() { None } else { tenant };
     // Validate and admit (peers come from the index, complete once it has seen a full list).
     ctx.pipelines_by_namespace.wait_until_ready().await;
     let errors = sluice_crd::validate::pipeline(&p.spec);
     let verdict = match &tenant {
-        None => Verdict::NoTenant(format!(
-            "namespace {ns} belongs to no tenant (tenant namespaces are named {}<tenant>)",
-            names::NAMESPACE_PREFIX
-        )),
+        None => Verdict::NoTenant(refused.unwrap_or_else(|| {
+            format!(
+                "namespace {ns} belongs to no tenant (tenant namespaces are named {}<tenant>)",
+                names::NAMESPACE_PREFIX
+            )
+        })),
         Some(_) if !errors.is_empty() => {
             Verdict::InvalidSpec(sluice_crd::validate::describe(&errors))
         }

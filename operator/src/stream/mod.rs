@@ -75,9 +75,19 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
         Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
         None => None,
     };
+    // Nothing is provisioned for a reserved tenant or in a namespace the operator did not
+    // create.
+    let refused = match &tenant_name {
+        Some(t) if tenant.is_some() => crate::tenant::refusal(ctx, t).await?,
+        _ => None,
+    };
+    let tenant = if refused.is_some() { None } else { tenant };
     let errors = sluice_crd::validate::stream(&s.spec);
     let verdict = match &tenant {
-        None => Verdict::Refused("NoTenant", format!("namespace {ns} belongs to no tenant")),
+        None => Verdict::Refused(
+            "NoTenant",
+            refused.unwrap_or_else(|| format!("namespace {ns} belongs to no tenant")),
+        ),
         Some(_) if !errors.is_empty() => {
             Verdict::Refused("InvalidSpec", sluice_crd::validate::describe(&errors))
         }

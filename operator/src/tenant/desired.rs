@@ -4,7 +4,7 @@
 
 use crate::config::OperatorConfig;
 use serde_json::{Value, json};
-use sluice_core::{names, quota};
+use sluice_core::{egress, names, quota};
 use sluice_crd::{SubjectKind, Tenant};
 
 /// Name of the tenant's ResourceQuota.
@@ -34,6 +34,18 @@ fn owner(t: &Tenant) -> Value {
         "controller": true,
         "blockOwnerDeletion": true,
     }])
+}
+
+/// Whether a namespace with these labels is one the operator created for `tenant`: it carries
+/// the operator's managed-by label and the tenant's label. Anything else is someone else's.
+pub fn is_owned_namespace(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    tenant: &str,
+) -> bool {
+    labels.is_some_and(|l| {
+        l.get(names::LABEL_MANAGED_BY).map(String::as_str) == Some(names::MANAGED_BY)
+            && l.get(names::LABEL_TENANT).map(String::as_str) == Some(tenant)
+    })
 }
 
 /// The tenant namespace.
@@ -128,7 +140,24 @@ fn network_policy(t: &Tenant, cfg: &OperatorConfig, metadata: Value) -> Value {
                 .iter()
                 .map(|p| json!({"protocol": format!("{:?}", p.protocol).to_uppercase(), "port": p.port}))
                 .collect();
-            let mut r = json!({"to": [{"ipBlock": {"cidr": rule.cidr}}]});
+            // Validation refuses such rules; the policy never opens them either way.
+            let Ok(cidr) = egress::Cidr::parse(&rule.cidr) else {
+                continue;
+            };
+            if egress::inside_always_denied(&cidr).is_some() {
+                continue;
+            }
+            let mut except: Vec<String> = rule.except.clone();
+            except.extend(
+                egress::network_policy_excepts(&cidr)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+            let mut block = json!({"cidr": rule.cidr});
+            if !except.is_empty() {
+                block["except"] = json!(except);
+            }
+            let mut r = json!({"to": [{"ipBlock": block}]});
             if !ports.is_empty() {
                 r["ports"] = json!(ports);
             }
@@ -196,6 +225,46 @@ mod tests {
             assert_eq!(o["metadata"]["namespace"], "sluice-acme");
             assert_eq!(o["metadata"]["labels"]["sluice.dev/tenant"], "acme");
         }
+    }
+
+    #[test]
+    fn extra_egress_always_excepts_link_local_and_metadata() {
+        let t = tenant(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec:\n  isolation:\n    extraEgress:\n    - {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}\n    - {cidr: 169.254.169.254/32}\n    - {cidr: 192.168.0.0/16}\n",
+        );
+        let objs = namespaced(&t, &OperatorConfig::default());
+        let np = objs.iter().find(|o| o["kind"] == "NetworkPolicy").unwrap();
+        let egress = np["spec"]["egress"].as_array().unwrap();
+        assert_eq!(
+            egress.len(),
+            4,
+            "DNS, broker, two rules: the metadata one is dropped"
+        );
+        assert_eq!(
+            egress[2]["to"][0]["ipBlock"],
+            json!({"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16", "100.100.100.200/32"]})
+        );
+        assert_eq!(
+            egress[3]["to"][0]["ipBlock"],
+            json!({"cidr": "192.168.0.0/16"})
+        );
+        let owned = |pairs: &[(&str, &str)]| {
+            let labels: std::collections::BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            is_owned_namespace(Some(&labels), "t")
+        };
+        assert!(owned(&[
+            (names::LABEL_MANAGED_BY, names::MANAGED_BY),
+            (names::LABEL_TENANT, "t")
+        ]));
+        assert!(!owned(&[(names::LABEL_TENANT, "t")]));
+        assert!(!owned(&[
+            (names::LABEL_MANAGED_BY, names::MANAGED_BY),
+            (names::LABEL_TENANT, "u")
+        ]));
+        assert!(!is_owned_namespace(None, "t"));
     }
 
     #[test]

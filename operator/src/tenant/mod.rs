@@ -7,6 +7,7 @@ use crate::children::{self, FIELD_MANAGER, Outcome};
 use crate::conditions::{self, Desired};
 use crate::context::Context;
 use crate::error::Error;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -33,20 +34,43 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     let ns = names::tenant_namespace(&name);
     let errors = sluice_crd::validate::tenant(&name, &t.spec);
-    let ready = if errors.is_empty() {
+    // Nothing is created for a reserved name, and nothing is touched in a namespace the
+    // operator did not create.
+    let ready = if ctx.config.is_reserved_tenant_name(&name) {
+        Desired::fails(
+            "Ready",
+            REASON_RESERVED_NAME,
+            format!(
+                "the tenant name {name:?} is reserved by the platform (reserved: {}; and any \
+                 name whose namespace would be {})",
+                ctx.config.reserved_tenant_names.join(", "),
+                ctx.config.system_namespace
+            ),
+        )
+    } else if !errors.is_empty() {
+        Desired::fails(
+            "Ready",
+            "InvalidSpec",
+            sluice_crd::validate::describe(&errors),
+        )
+    } else if namespace_conflict(&ctx, &name).await? {
+        Desired::fails(
+            "Ready",
+            REASON_NAMESPACE_CONFLICT,
+            format!(
+                "namespace {ns} exists and was not created by the operator for this tenant; \
+                 it is left untouched (delete or rename it, or rename the tenant)"
+            ),
+        )
+    } else {
         apply(&t, &ctx).await?;
         Desired::holds(
             "Ready",
             "NamespaceReady",
             format!("namespace {ns} is set up"),
         )
-    } else {
-        Desired::fails(
-            "Ready",
-            "InvalidSpec",
-            sluice_crd::validate::describe(&errors),
-        )
     };
+    let set_up = ready.status == ConditionStatus::True;
     let usage = usage(&t, &ns, &ctx).await?;
     let previous = t.status.clone().unwrap_or_default();
     let now = Time(jiff::Timestamp::now());
@@ -59,7 +83,7 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
         ));
     }
     let next = TenantStatus {
-        namespace: errors.is_empty().then(|| ns.clone()),
+        namespace: set_up.then(|| ns.clone()),
         usage: Some(usage),
         conditions: conditions::merge(&previous.conditions, &desired, t.meta().generation, &now),
         observed_generation: t.meta().generation,
@@ -91,6 +115,37 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     }
     Ok(Action::requeue(ctx.config.resync))
+}
+
+/// `Ready` reason of a Tenant whose name is reserved.
+pub const REASON_RESERVED_NAME: &str = "ReservedName";
+/// `Ready` reason of a Tenant whose namespace exists and was not created by the operator.
+pub const REASON_NAMESPACE_CONFLICT: &str = "NamespaceConflict";
+
+/// Whether the namespace of tenant `tenant` exists without the operator's labels for it
+/// (someone else's namespace, which the operator must not adopt).
+pub async fn namespace_conflict(ctx: &Context, tenant: &str) -> Result<bool, Error> {
+    let ns = names::tenant_namespace(tenant);
+    let live = Api::<Namespace>::all(ctx.client.clone())
+        .get_metadata_opt(&ns)
+        .await?;
+    Ok(live.is_some_and(|n| !desired::is_owned_namespace(n.metadata.labels.as_ref(), tenant)))
+}
+
+/// Why the namespace of tenant `tenant` may hold nothing of the operator's (a reserved name,
+/// or a namespace the operator did not create), if so. The Pipeline and Stream controllers
+/// refuse objects there with `NoTenant`.
+pub async fn refusal(ctx: &Context, tenant: &str) -> Result<Option<String>, Error> {
+    Ok(if ctx.config.is_reserved_tenant_name(tenant) {
+        Some(format!("tenant {tenant:?} has a reserved name"))
+    } else if namespace_conflict(ctx, tenant).await? {
+        Some(format!(
+            "namespace {} was not created by the operator for tenant {tenant:?}",
+            names::tenant_namespace(tenant)
+        ))
+    } else {
+        None
+    })
 }
 
 async fn apply(t: &Tenant, ctx: &Context) -> Result<(), Error> {

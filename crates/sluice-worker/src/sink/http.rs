@@ -1,10 +1,13 @@
 //! HTTP webhook sink: each batch is one POST of a JSON array. 5xx, 408, 429, timeouts and
-//! connection errors are transient (retried); any other 4xx refuses the batch for good.
+//! connection errors are transient (retried); any other 4xx, a redirect (never followed) and
+//! a destination the platform's egress policy denies refuse the batch for good.
 
-use super::{SetupError, Sink, SinkError, json_array};
+use super::{SetupError, Sink, SinkError, egress, json_array};
 use bytes::Bytes;
 use reqwest::StatusCode;
+use sluice_core::egress::Egress;
 use sluice_core::route::Sink as SinkConfig;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// POSTs batches to a URL.
@@ -12,12 +15,17 @@ pub struct HttpSink {
     client: reqwest::Client,
     url: String,
     authorization: Option<String>,
+    egress: Arc<Egress>,
 }
 
 /// How a response status counts.
 pub fn classify(status: StatusCode) -> Result<(), SinkError> {
     if status.is_success() {
         Ok(())
+    } else if status.is_redirection() {
+        Err(SinkError::Rejected(format!(
+            "http status {status}: redirects are not followed"
+        )))
     } else if status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -33,8 +41,9 @@ pub fn classify(status: StatusCode) -> Result<(), SinkError> {
 }
 
 impl HttpSink {
-    /// A sink for an `http` sink configuration; reads the authorization file.
-    pub fn new(config: &SinkConfig) -> Result<Self, SetupError> {
+    /// A sink for an `http` sink configuration, reaching only what `egress` permits; reads
+    /// the authorization file.
+    pub fn new(config: &SinkConfig, egress: Arc<Egress>) -> Result<Self, SetupError> {
         let SinkConfig::Http {
             url,
             authorization_file,
@@ -51,7 +60,7 @@ impl HttpSink {
                     .map_err(|e| SetupError(format!("sink.authorizationFile {p}: {e}")))
             })
             .transpose()?;
-        let client = reqwest::Client::builder()
+        let client = egress::client_builder(egress.clone())
             .connect_timeout(Duration::from_millis(*connect_timeout_ms))
             .timeout(Duration::from_millis(*request_timeout_ms))
             .build()
@@ -60,12 +69,15 @@ impl HttpSink {
             client,
             url: url.clone(),
             authorization,
+            egress,
         })
     }
 }
 
 impl Sink for HttpSink {
     async fn deliver(&mut self, events: &[Bytes]) -> Result<(), SinkError> {
+        egress::check_url(&self.egress, &self.url)
+            .map_err(|d| SinkError::Rejected(format!("http: {d}")))?;
         let mut request = self
             .client
             .post(&self.url)
@@ -74,10 +86,10 @@ impl Sink for HttpSink {
         if let Some(a) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, a);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| SinkError::Transient(format!("http: {e}")))?;
+        let response = request.send().await.map_err(|e| match egress::denial(&e) {
+            Some(d) => SinkError::Rejected(format!("http: {d}")),
+            None => SinkError::Transient(format!("http: {e}")),
+        })?;
         classify(response.status())
     }
 }
@@ -94,7 +106,7 @@ mod tests {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(matches!(classify(s), Err(SinkError::Transient(_))), "{s}");
         }
-        for s in [400, 401, 404, 413, 422] {
+        for s in [400, 401, 404, 413, 422, 301, 302, 307, 308] {
             let s = StatusCode::from_u16(s).unwrap();
             assert!(matches!(classify(s), Err(SinkError::Rejected(_))), "{s}");
         }

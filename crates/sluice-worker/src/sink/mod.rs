@@ -5,6 +5,7 @@
 //! some events it refuses for good ([`SinkError::PartlyRejected`], those go to the
 //! dead-letter subject, one by one, with their own reason).
 
+pub mod egress;
 pub mod file;
 pub mod http;
 pub mod nats;
@@ -12,8 +13,10 @@ pub mod object_store;
 pub mod postgres;
 
 use bytes::Bytes;
+use sluice_core::egress::{Egress, SinkPolicy};
 use sluice_core::route::Sink as SinkConfig;
 use std::future::Future;
+use std::sync::Arc;
 
 /// A failed delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,9 +66,15 @@ pub enum AnySink {
 pub struct SetupError(pub String);
 
 impl AnySink {
-    /// Sets up the configured sink. `name` identifies the worker to the sink where it can
-    /// (NATS connection name, object names).
-    pub async fn connect(config: &SinkConfig, name: &str) -> Result<Self, SetupError> {
+    /// Sets up the configured sink, within the platform's sink `policy`. `name` identifies
+    /// the worker to the sink where it can (NATS connection name, object names).
+    pub async fn connect(
+        config: &SinkConfig,
+        policy: &SinkPolicy,
+        name: &str,
+    ) -> Result<Self, SetupError> {
+        let egress =
+            Arc::new(Egress::new(policy).map_err(|e| SetupError(format!("sinkPolicy: {e}")))?);
         Ok(match config {
             SinkConfig::Nats {
                 url,
@@ -82,7 +91,7 @@ impl AnySink {
                 nats::JetStreamSink::connect(url, subject, credentials_file.as_deref(), name)
                     .await?,
             ),
-            SinkConfig::Http { .. } => AnySink::Http(http::HttpSink::new(config)?),
+            SinkConfig::Http { .. } => AnySink::Http(http::HttpSink::new(config, egress)?),
             SinkConfig::Postgres { .. } => {
                 let mut sink = postgres::PostgresSink::new(config)?;
                 if let Err(e) = sink.prepare().await {
@@ -90,9 +99,9 @@ impl AnySink {
                 }
                 AnySink::Postgres(sink)
             }
-            SinkConfig::ObjectStore { .. } => {
-                AnySink::ObjectStore(object_store::ObjectStoreSink::new(config, name)?)
-            }
+            SinkConfig::ObjectStore { .. } => AnySink::ObjectStore(
+                object_store::ObjectStoreSink::new(config, policy, egress, name)?,
+            ),
             SinkConfig::File { path } => AnySink::File(file::FileSink::new(path.as_deref())),
         })
     }

@@ -2,14 +2,21 @@
 //! `<prefix><yyyy>/<mm>/<dd>/<HH>/<worker>-<unix ms>-<uuid>.ndjson.gz`, written through the
 //! `object_store` crate to a local directory (`file:///path`) or an S3-compatible bucket
 //! (`s3://bucket`, with region, endpoint and credentials from `credentialsDir`).
+//!
+//! Requests to the bucket go through the platform's egress policy (see [`super::egress`]),
+//! and without `credentialsDir` they are unsigned unless the platform allows ambient cloud
+//! credentials: a tenant never acts with the node's or the pod's identity by default.
 
-use super::{SetupError, Sink, SinkError, ndjson};
+use super::{SetupError, Sink, SinkError, egress, ndjson};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::client::{HttpClient, HttpConnector};
 use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore};
+use sluice_core::egress::{Egress, SinkPolicy};
 use sluice_core::route::Sink as SinkConfig;
 use std::io::Write;
 use std::sync::Arc;
@@ -38,8 +45,14 @@ pub fn gzip_ndjson(events: &[Bytes]) -> std::io::Result<Vec<u8>> {
 }
 
 impl ObjectStoreSink {
-    /// A sink for an `objectStore` sink configuration; `writer` names this worker in keys.
-    pub fn new(config: &SinkConfig, writer: &str) -> Result<Self, SetupError> {
+    /// A sink for an `objectStore` sink configuration, within the platform's `policy`
+    /// (`egress` is the same, parsed); `writer` names this worker in keys.
+    pub fn new(
+        config: &SinkConfig,
+        policy: &SinkPolicy,
+        egress: Arc<Egress>,
+        writer: &str,
+    ) -> Result<Self, SetupError> {
         let SinkConfig::ObjectStore {
             url,
             prefix,
@@ -56,6 +69,7 @@ impl ObjectStoreSink {
             options.push(("aws_region".into(), r.clone()));
         }
         if let Some(e) = endpoint {
+            egress::check_url(&egress, e).map_err(|d| SetupError(format!("sink.endpoint: {d}")))?;
             options.push(("aws_endpoint".into(), e.clone()));
             if e.starts_with("http://") {
                 options.push(("aws_allow_http".into(), "true".into()));
@@ -84,9 +98,32 @@ impl ObjectStoreSink {
                 .map_err(|e| SetupError(format!("sink.url: {e}")))?;
             (Arc::new(fs) as Arc<dyn ObjectStore>, Path::default())
         } else {
-            let (store, path) = object_store::parse_url_opts(&parsed, options)
+            if credentials_dir.is_none() && !policy.allow_ambient_credentials {
+                options.push(("aws_skip_signature".into(), "true".into()));
+            }
+            // Ambient credentials include those in the environment: read it only when allowed.
+            let mut builder = if policy.allow_ambient_credentials {
+                AmazonS3Builder::from_env()
+            } else {
+                AmazonS3Builder::new()
+            };
+            builder = builder
+                .with_url(url.as_str())
+                .with_http_connector(PolicyConnector { egress });
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| SetupError(format!("sink: {key}: {e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = builder
+                .build()
                 .map_err(|e| SetupError(format!("sink.url: {e}")))?;
-            (Arc::from(store), path)
+            (
+                Arc::new(store) as Arc<dyn ObjectStore>,
+                Path::from_url_path(parsed.path())
+                    .map_err(|e| SetupError(format!("sink.url: {e}")))?,
+            )
         };
         let mut base = path.to_string();
         if !base.is_empty() {
@@ -98,6 +135,27 @@ impl ObjectStoreSink {
             base,
             writer: writer.to_owned(),
         })
+    }
+}
+
+/// Builds the object store's HTTP clients with the egress policy's resolver, no redirects
+/// and no proxy (the store's own timeouts and retries apply on top).
+#[derive(Debug)]
+struct PolicyConnector {
+    egress: Arc<Egress>,
+}
+
+impl HttpConnector for PolicyConnector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = egress::client_builder(self.egress.clone())
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            })?;
+        Ok(HttpClient::new(client))
     }
 }
 
@@ -150,7 +208,9 @@ mod tests {
             endpoint: None,
             credentials_dir: None,
         };
-        let mut sink = ObjectStoreSink::new(&config, "route-a").unwrap();
+        let policy = SinkPolicy::default();
+        let egress = Arc::new(Egress::new(&policy).unwrap());
+        let mut sink = ObjectStoreSink::new(&config, &policy, egress, "route-a").unwrap();
         sink.deliver(&[
             Bytes::from_static(b"{\"a\":1}"),
             Bytes::from_static(b"{\"a\":2}"),

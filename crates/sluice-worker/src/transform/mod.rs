@@ -2,6 +2,7 @@
 //! applied to every event. A transform never fails the worker: an event it cannot handle
 //! becomes an [`Outcome::Dead`] carrying the stage and the error, for the dead-letter subject.
 
+pub mod cost;
 pub mod fields;
 pub mod json;
 pub mod projection;
@@ -9,7 +10,7 @@ pub mod projection;
 use bytes::Bytes;
 use cel::{Context, Env, Program, Value};
 use projection::CompiledProjection;
-use sluice_core::expr::EVENT_VARIABLE;
+use sluice_core::expr::{EVENT_VARIABLE, Shape, on_expression_stack};
 use sluice_core::route::RouteConfig;
 use std::sync::Arc;
 
@@ -85,6 +86,11 @@ pub struct Transform {
     filter: Option<Program>,
     projection: CompiledProjection,
     decode: Decode,
+    /// Shapes of the expressions that iterate (comprehensions), whose cost depends on the
+    /// event, with their stage.
+    costly: Vec<(Stage, Shape)>,
+    /// Most estimated steps of one evaluation.
+    max_cost: u64,
 }
 
 impl std::fmt::Debug for Transform {
@@ -100,17 +106,24 @@ impl std::fmt::Debug for Transform {
 impl Transform {
     /// Compiles the filter and projection of a route.
     pub fn new(config: &RouteConfig) -> Result<Self, BuildError> {
-        let filter = config
-            .filter
-            .as_deref()
-            .map(|f| {
-                sluice_core::expr::compile(f).map_err(|message| BuildError {
-                    field: "filter",
-                    message,
-                })
-            })
-            .transpose()?;
-        let projection = CompiledProjection::new(config.projection.as_ref())?;
+        let mut costly = vec![];
+        let filter = match config.filter.as_deref() {
+            Some(f) => {
+                let (program, shape) =
+                    sluice_core::expr::compile_with_shape(f).map_err(|message| BuildError {
+                        field: "filter",
+                        message,
+                    })?;
+                costly.push((Stage::Filter, shape));
+                Some(program)
+            }
+            None => None,
+        };
+        let (projection, shape) = CompiledProjection::new(config.projection.as_ref())?;
+        if let Some(shape) = shape {
+            costly.push((Stage::Projection, shape));
+        }
+        costly.retain(|(_, shape)| shape.comprehension_depth > 0);
         let mut programs: Vec<&Program> = filter.iter().collect();
         if let CompiledProjection::Expression(p) = &projection {
             programs.push(p);
@@ -137,6 +150,31 @@ impl Transform {
             filter,
             projection,
             decode,
+            costly,
+            max_cost: config.max_evaluation_cost,
+        })
+    }
+
+    /// When evaluating the expressions on `payload` is estimated to cost more than the
+    /// budget, the dead outcome saying so.
+    fn over_budget(&self, payload: &[u8]) -> Option<Outcome> {
+        if self.costly.is_empty() {
+            return None;
+        }
+        let longest = cost::longest_collection(payload);
+        self.costly.iter().find_map(|(stage, shape)| {
+            let estimate = cost::estimate(shape, longest);
+            (estimate > self.max_cost).then(|| {
+                dead(
+                    *stage,
+                    format!(
+                        "evaluation cost over budget: an estimated {estimate} steps (the \
+                         expression nests {} comprehension(s) over collections of up to \
+                         {longest} elements); the budget is {}",
+                        shape.comprehension_depth, self.max_cost
+                    ),
+                )
+            })
         })
     }
 
@@ -146,26 +184,34 @@ impl Transform {
     }
 
     /// Applies the transforms to a run of events, reusing one evaluation context and one
-    /// output buffer (projected events share its allocations).
+    /// output buffer (projected events share its allocations). The evaluation recurses over
+    /// the expressions, so it runs on the expression stack (one switch per run of events).
     pub fn apply_all<'a>(
         &self,
         payloads: impl IntoIterator<Item = &'a Bytes>,
         mut each: impl FnMut(Outcome),
     ) {
-        let root = Context::with_env(self.env.clone());
-        let mut scratch = Out::default();
-        for p in payloads {
-            each(self.apply_in(&root, p, &mut scratch));
-        }
+        on_expression_stack(|| {
+            let root = Context::with_env(self.env.clone());
+            let mut scratch = Out::default();
+            for p in payloads {
+                each(self.apply_in(&root, p, &mut scratch));
+            }
+        })
     }
 
-    /// Applies the transforms to one event.
+    /// Applies the transforms to one event (on the expression stack).
     pub fn apply(&self, payload: &Bytes) -> Outcome {
-        let root = Context::with_env(self.env.clone());
-        self.apply_in(&root, payload, &mut Out::default())
+        on_expression_stack(|| {
+            let root = Context::with_env(self.env.clone());
+            self.apply_in(&root, payload, &mut Out::default())
+        })
     }
 
     fn apply_in<'a>(&self, root: &Context<'_, 'a>, payload: &'a Bytes, out: &mut Out) -> Outcome {
+        if let Some(outcome) = self.over_budget(payload) {
+            return outcome;
+        }
         match &self.decode {
             Decode::Whole => self.apply_decoded(root, payload, out),
             Decode::Nothing | Decode::Fields(_) => self.apply_members(root, payload, out),
@@ -490,6 +536,61 @@ mod tests {
         // filter).
         assert!(matches!(run(&by_fields, "[1]"), Outcome::Dead(_)));
         assert!(matches!(run(&whole, "[1]"), Outcome::Dead(_)));
+    }
+
+    #[test]
+    fn events_over_the_evaluation_budget_are_dead_with_the_reason() {
+        let mut c = config(
+            Some("event.items.exists(a, event.items.exists(b, a + b == -1))"),
+            None,
+        );
+        c.max_evaluation_cost = 100_000;
+        let t = Transform::new(&c).unwrap();
+        let small = format!(r#"{{"items": [{}]}}"#, ["1"; 10].join(","));
+        assert_eq!(run(&t, &small), Outcome::Filtered);
+        let big = format!(r#"{{"items": [{}]}}"#, vec!["1"; 1_000].join(","));
+        let Outcome::Dead(e) = run(&t, &big) else {
+            panic!("evaluated")
+        };
+        assert_eq!(e.stage, Stage::Filter);
+        assert!(e.message.contains("over budget"), "{}", e.message);
+        // Without comprehensions the cost does not depend on the event.
+        let mut c = config(Some("size(event.items) > 1"), None);
+        c.max_evaluation_cost = 1;
+        let t = Transform::new(&c).unwrap();
+        assert!(matches!(run(&t, &big), Outcome::Deliver(_)));
+    }
+
+    #[test]
+    fn the_deepest_expressions_within_the_limits_run_on_a_worker_stack() {
+        // 248 additions (997 nodes): an evaluation 248 calls deep, on a thread with tokio's 2 MiB stack.
+        let sum = vec!["event.n"; 249].join(" + ");
+        let t = Transform::new(&config(Some(&format!("{sum} > 0")), None)).unwrap();
+        let outcome = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || run(&t, r#"{"n": 1}"#))
+            .unwrap()
+            .join()
+            .expect("no overflow");
+        assert!(matches!(outcome, Outcome::Deliver(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn expressions_over_the_limits_are_refused_at_build() {
+        let deep = format!("event.a{}", ".b".repeat(2000));
+        let err = Transform::new(&config(Some(&deep), None)).unwrap_err();
+        assert_eq!(err.field, "filter");
+        assert!(err.message.contains("nodes"), "{}", err.message);
+        let err = Transform::new(&config(
+            None,
+            Some(Projection::Expression(format!(
+                "{}1{}",
+                "[".repeat(40),
+                "]".repeat(40)
+            ))),
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "projection.expression");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::{BuildError, json};
 use cel::objects::Key;
 use cel::{Context, Program, Value};
+use sluice_core::expr::Shape;
 use sluice_core::route::Projection;
 use std::sync::Arc;
 
@@ -30,35 +31,44 @@ pub enum CompiledProjection {
 }
 
 impl CompiledProjection {
-    /// Compiles a route's projection.
-    pub fn new(projection: Option<&Projection>) -> Result<Self, BuildError> {
+    /// Compiles a route's projection, with the shape of its expression if it has one.
+    pub fn new(projection: Option<&Projection>) -> Result<(Self, Option<Shape>), BuildError> {
         Ok(match projection {
-            None => CompiledProjection::Whole,
-            Some(Projection::Fields(fields)) => CompiledProjection::Fields(
-                fields
-                    .iter()
-                    .map(|f| {
-                        let mut name = Vec::new();
-                        json::write_str(f.output_name(), &mut name);
-                        let segments: Vec<String> = f.path.split('.').map(String::from).collect();
-                        let keys = segments
-                            .iter()
-                            .map(|s| Key::String(Arc::new(s.clone())))
-                            .collect();
-                        FieldPath {
-                            name,
-                            segments,
-                            keys,
-                        }
-                    })
-                    .collect(),
+            None => (CompiledProjection::Whole, None),
+            Some(Projection::Fields(fields)) => (
+                CompiledProjection::Fields(
+                    fields
+                        .iter()
+                        .map(|f| {
+                            let mut name = Vec::new();
+                            json::write_str(f.output_name(), &mut name);
+                            let segments: Vec<String> =
+                                f.path.split('.').map(String::from).collect();
+                            let keys = segments
+                                .iter()
+                                .map(|s| Key::String(Arc::new(s.clone())))
+                                .collect();
+                            FieldPath {
+                                name,
+                                segments,
+                                keys,
+                            }
+                        })
+                        .collect(),
+                ),
+                None,
             ),
-            Some(Projection::Expression(e)) => CompiledProjection::Expression(Box::new(
-                sluice_core::expr::compile(e).map_err(|message| BuildError {
-                    field: "projection.expression",
-                    message,
-                })?,
-            )),
+            Some(Projection::Expression(e)) => {
+                let (program, shape) =
+                    sluice_core::expr::compile_with_shape(e).map_err(|message| BuildError {
+                        field: "projection.expression",
+                        message,
+                    })?;
+                (
+                    CompiledProjection::Expression(Box::new(program)),
+                    Some(shape),
+                )
+            }
         })
     }
 

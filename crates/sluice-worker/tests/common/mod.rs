@@ -121,7 +121,8 @@ impl TestStream {
         }
     }
 
-    /// A route reading this stream's events with durable `durable`.
+    /// A route reading this stream's events with durable `durable`; its sinks may reach
+    /// loopback addresses (the test receivers).
     pub fn config(&self, durable: &str, extra: &str, sink: &str) -> RouteConfig {
         let text = format!(
             r#"{{
@@ -133,7 +134,8 @@ impl TestStream {
               "sink": {sink},
               "retry": {{"initialBackoffMs": 20, "maxBackoffMs": 200, "maxDeliver": 1000}},
               "batching": {{"maxEvents": 100, "maxWaitMs": 20}},
-              "deadLetter": {{"url": "{NATS}", "subject": "{dead}"}}
+              "deadLetter": {{"url": "{NATS}", "subject": "{dead}"}},
+              "sinkPolicy": {{"allowLoopback": true}}
             }}"#,
             id = self.id,
             name = self.name,
