@@ -1,7 +1,8 @@
 //! Shared helpers for the workspace tests: a kubesim server with Sluice's CRDs installed,
 //! running on its own runtime, and a way to run the real `kubectl` against it; the rest of the
-//! real stack ([`stack`]).
+//! real stack ([`stack`]) and a well-behaved tenant's load ([`load`]).
 
+pub mod load;
 pub mod stack;
 
 use kubesim::{Cluster, Server};
