@@ -40,7 +40,8 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-/// A workspace binary next to the test's executable, built if missing.
+/// A workspace binary next to the test's executable, built if missing. An existing build is
+/// used as it is: build the binaries first (`cargo build -p <package>`) after changing them.
 pub fn binary(name: &str, package: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -163,16 +164,13 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator against `client`, provisioning streams on the NATS server `nats_url`.
-    pub fn start(client: kube::Client, nats_url: &str) -> Self {
+    /// Starts the operator against `client` with `config`.
+    pub fn start(client: kube::Client, config: OperatorConfig) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(
             client,
             RunOptions {
-                config: OperatorConfig {
-                    nats_url: nats_url.into(),
-                    ..Default::default()
-                },
+                config,
                 metrics_addr: None,
                 leader_election: None,
             },
@@ -203,12 +201,14 @@ pub struct ApiProcess {
     pub base: String,
     /// The bootstrap platform-admin token.
     pub admin_token: String,
+    /// `http://127.0.0.1:PORT` of its metrics listener (`SLUICE_METRICS_LISTEN`).
+    pub metrics_base: String,
 }
 
 impl ApiProcess {
-    /// Starts `sluice-api serve --migrate` on a free loopback port against `database_url` and the
-    /// cluster of `kubeconfig`, with NATS at `nats_url` and the extra environment `env`, and
-    /// waits until it answers `/readyz`.
+    /// Starts `sluice-api serve --migrate` on a free loopback port (and its metrics listener on
+    /// another) against `database_url` and the cluster of `kubeconfig`, with NATS at `nats_url`
+    /// and the extra environment `env`, and waits until it answers `/readyz`.
     ///
     /// The bootstrap token is read from `--bootstrap-token-file` when the binary has that flag,
     /// else from the line of its standard output that holds it.
@@ -221,6 +221,7 @@ impl ApiProcess {
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let metrics_port = free_port();
         let token_file = dir.path().join("admin-token");
         let mut cmd = Command::new(bin);
         cmd.args(["serve", "--migrate", "--database-url", database_url])
@@ -245,6 +246,7 @@ impl ApiProcess {
             dir,
             base: format!("http://127.0.0.1:{port}"),
             admin_token: String::new(),
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
         };
         let start = Instant::now();
         while api.admin_token.is_empty() {

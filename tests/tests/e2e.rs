@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use rand::Rng;
 use serde_json::{Value, json};
+use sluice_operator::config::OperatorConfig;
 use sluice_tests::SimCluster;
 use sluice_tests::stack::{
     ApiClient, ApiProcess, Database, Operator, Processes, binary, eventually, nats_url,
@@ -78,7 +79,13 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
     sim.block_on(async {
         let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
         // The operator, in-process; the API, as a process.
-        let operator = Operator::start(client.clone(), &nats_url);
+        let operator = Operator::start(
+            client.clone(),
+            OperatorConfig {
+                nats_url: nats_url.clone(),
+                ..Default::default()
+            },
+        );
         let api_process = ApiProcess::start(&api_bin, &db.url, &sim.kubeconfig, &nats_url, &[]).await;
         let admin = api_process.admin_token.clone();
         let api = ApiClient::new(&api_process.base);

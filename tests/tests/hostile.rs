@@ -5,8 +5,9 @@
 //! still run and that alice's requests all succeeded with a p99 latency under 1 s; at the end,
 //! that every event the API accepted from alice is in her JetStream stream.
 //!
-//! Every attack runs even when an earlier one failed; the test then fails listing each failed
-//! attack with its reason. `SLUICE_HOSTILE_ATTACKS=name,name` runs only the attacks named.
+//! Every attack runs even when an earlier one failed; each prints its outcome as it ends, and the
+//! test then fails listing each failed attack with its reason. `SLUICE_HOSTILE_ATTACKS=a,b` runs
+//! only the attacks named.
 
 use futures::FutureExt;
 use futures::future::join_all;
@@ -18,11 +19,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sluice_core::subjects;
 use sluice_crd::{Pipeline, Tenant as TenantCr};
+use sluice_operator::config::OperatorConfig;
 use sluice_tests::SimCluster;
 use sluice_tests::load::{Load, Tenant, stored_ids};
 use sluice_tests::stack::{
     ApiClient, ApiProcess, Database, Operator, Processes, binary, eventually, eventually_within,
-    free_port, nats_url, start_worker,
+    nats_url, start_worker,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -47,7 +49,6 @@ struct World<'a> {
     client: kube::Client,
     api: ApiClient,
     api_process: ApiProcess,
-    metrics_port: u16,
     operator: Operator,
     js: async_nats::jetstream::Context,
     nats: async_nats::Client,
@@ -92,8 +93,12 @@ async fn attacks(w: &World<'_>) -> Vec<String> {
     macro_rules! attack {
         ($name:literal, $f:expr) => {
             if wanted($name) {
-                if let Err(why) = attempt(w, $name, $f).await {
-                    failures.push(format!("- {}: {why}", $name));
+                match attempt(w, $name, $f).await {
+                    Ok(()) => progress(&format!("attack {}: ok", $name)),
+                    Err(why) => {
+                        progress(&format!("attack {}: FAILED: {why}", $name));
+                        failures.push(format!("- {}: {why}", $name));
+                    }
                 }
             }
         };
@@ -105,15 +110,16 @@ async fn attacks(w: &World<'_>) -> Vec<String> {
     attack!("sink-subjects", sink_subjects(w));
     attack!("sink-urls", sink_urls(w));
     attack!("platform-tokens", platform_tokens(w));
-    attack!("metrics-and-readyz", metrics_and_readyz(w));
-    attack!(
-        "reserved-and-squatted-tenants",
-        reserved_and_squatted_tenants(w)
-    );
+    attack!("metrics", metrics(w));
+    attack!("readyz", readyz(w));
+    attack!("reserved-tenant-api", reserved_tenant_api(w));
+    attack!("reserved-tenant-kubectl", reserved_tenant_kubectl(w));
+    attack!("squatted-namespace", squatted_namespace(w));
     attack!("concurrent-patches", concurrent_patches(w));
     attack!("worker-kill", worker_kill(w));
     attack!("tiny-events", tiny_events(w));
-    attack!("deep-filter", deep_filter(w));
+    attack!("deep-filter-api", deep_filter_api(w));
+    attack!("deep-filter-kubectl", deep_filter_kubectl(w));
     failures
 }
 
@@ -123,7 +129,7 @@ async fn attempt(
     name: &str,
     attack: impl Future<Output = ()>,
 ) -> Result<(), String> {
-    eprintln!("attack {name}");
+    progress(&format!("attack {name}: starts"));
     let since = w.load.mark();
     let refused = AssertUnwindSafe(attack).catch_unwind().await;
     let unharmed = AssertUnwindSafe(unharmed(w, since)).catch_unwind().await;
@@ -133,6 +139,12 @@ async fn attempt(
         (Ok(()), Err(p)) => Err(format!("refused, but: {}", panic_text(p))),
         (Err(p), Err(q)) => Err(format!("{}; and: {}", panic_text(p), panic_text(q))),
     }
+}
+
+/// A line on the standard error, not captured by the test harness, so that it survives a crash.
+fn progress(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -191,17 +203,15 @@ async fn setup<'a>(
     let client =
         kube::Client::try_from(kube::Config::new(sim.url().parse().expect("url"))).expect("client");
     let nats_url = nats_url();
-    let operator = Operator::start(client.clone(), &nats_url);
-    let metrics_port = free_port();
-    let metrics_listen = format!("127.0.0.1:{metrics_port}");
-    let api_process = ApiProcess::start(
-        api_bin,
-        database_url,
-        &sim.kubeconfig,
-        &nats_url,
-        &[("SLUICE_METRICS_LISTEN", metrics_listen.as_str())],
-    )
-    .await;
+    let operator = Operator::start(
+        client.clone(),
+        OperatorConfig {
+            nats_url: nats_url.clone(),
+            ..Default::default()
+        },
+    );
+    let api_process =
+        ApiProcess::start(api_bin, database_url, &sim.kubeconfig, &nats_url, &[]).await;
     let api = ApiClient::new(&api_process.base);
     let admin = api_process.admin_token.clone();
     let nats = async_nats::connect(&nats_url).await.expect("NATS");
@@ -237,7 +247,6 @@ async fn setup<'a>(
         client,
         api,
         api_process,
-        metrics_port,
         operator,
         js,
         nats,
@@ -357,10 +366,10 @@ async fn finish(w: World<'_>) -> Option<String> {
             &missing[..missing.len().min(5)]
         ))
     } else {
-        eprintln!(
+        progress(&format!(
             "alice: all {} accepted events are in her stream",
             accepted.len()
-        );
+        ));
         None
     }
 }
@@ -624,11 +633,14 @@ async fn tiny_events(w: &World<'_>) {
     );
 }
 
-/// A filter of 2,001 nested member selections: 422 on `spec.filter` at the API; applied with
-/// kubectl, `Accepted=False` `InvalidSpec`; the operator still reconciles alice.
-async fn deep_filter(w: &World<'_>) {
+/// A filter of 2,001 nested member selections.
+fn deep_filter_text() -> String {
+    format!("event.a{}", ".b".repeat(2000))
+}
+
+/// The deep filter through the API: 422 on `spec.filter`.
+async fn deep_filter_api(w: &World<'_>) {
     let m = &w.mallory;
-    let filter = format!("event.a{}", ".b".repeat(2000));
     let (s, b) = w
         .api
         .call(
@@ -636,7 +648,8 @@ async fn deep_filter(w: &World<'_>) {
             &format!("/v1/tenants/{}/pipelines", m.name),
             &m.developer,
             Some(
-                json!({"name": "deep", "spec": {"source": {"stream": "orders"}, "filter": filter,
+                json!({"name": "deep", "spec": {"source": {"stream": "orders"},
+                "filter": deep_filter_text(),
                 "sinks": [{"name": "out", "nats": {"subject": "deep"}}]}}),
             ),
         )
@@ -649,11 +662,16 @@ async fn deep_filter(w: &World<'_>) {
         None,
         Some("spec.filter"),
     );
+}
 
-    let ns = format!("sluice-{}", m.name);
+/// The deep filter applied with kubectl: `Accepted=False` `InvalidSpec`, and the operator still
+/// serves alice (a new stream of hers is provisioned).
+async fn deep_filter_kubectl(w: &World<'_>) {
+    let ns = format!("sluice-{}", w.mallory.name);
     let yaml = format!(
-        "apiVersion: sluice.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: deep\n  namespace: {ns}\n\
-         spec:\n  source:\n    stream: orders\n  filter: \"{filter}\"\n  sinks:\n  - name: out\n    nats:\n      subject: deep\n"
+        "apiVersion: sluice.dev/v1alpha1\nkind: Pipeline\nmetadata:\n  name: deep-cr\n  namespace: {ns}\n\
+         spec:\n  source:\n    stream: orders\n  filter: \"{}\"\n  sinks:\n  - name: out\n    nats:\n      subject: deep\n",
+        deep_filter_text()
     );
     w.sim.apply(&yaml, &[]);
     let pipelines: Api<Pipeline> = Api::namespaced(w.client.clone(), &ns);
@@ -662,11 +680,10 @@ async fn deep_filter(w: &World<'_>) {
         "Accepted",
         "False",
         "InvalidSpec",
-        || as_json(&pipelines, "deep"),
+        || as_json(&pipelines, "deep-cr"),
     )
     .await;
 
-    // The operator still serves alice: a new stream of hers is provisioned.
     create(
         &w.api,
         &w.alice,
@@ -779,14 +796,24 @@ async fn platform_tokens(w: &World<'_>) {
     );
 }
 
-/// `/metrics` is not on the API port (it is on the metrics port); `/readyz` tells no internals.
-async fn metrics_and_readyz(w: &World<'_>) {
+/// `/metrics` is not served on the API port; it is on the metrics listener.
+async fn metrics(w: &World<'_>) {
     let r = w
         .api
         .try_send(Method::GET, "/metrics", "", "", String::new())
         .await
         .expect("answer");
     assert_eq!(r.status, 404, "/metrics on the API port");
+    let metrics = format!("{}/metrics", w.api_process.metrics_base);
+    let r = w.api.http.get(&metrics).send().await;
+    assert!(
+        r.as_ref().is_ok_and(|r| r.status().is_success()),
+        "/metrics on SLUICE_METRICS_LISTEN ({metrics}): {r:?}"
+    );
+}
+
+/// `/readyz` tells no internals: exactly `{"status":"ready"}`.
+async fn readyz(w: &World<'_>) {
     let r = w
         .api
         .try_send(Method::GET, "/readyz", "", "", String::new())
@@ -797,18 +824,10 @@ async fn metrics_and_readyz(w: &World<'_>) {
         (200, json!({"status": "ready"})),
         "/readyz"
     );
-    let metrics = format!("http://127.0.0.1:{}/metrics", w.metrics_port);
-    let r = w.api.http.get(&metrics).send().await;
-    assert!(
-        r.as_ref().is_ok_and(|r| r.status().is_success()),
-        "/metrics on SLUICE_METRICS_LISTEN ({metrics}): {r:?}"
-    );
 }
 
-/// A reserved tenant name: 422 on `name` at the API, `Ready=False` `ReservedName` with kubectl;
-/// a Tenant whose namespace exists without the operator's label: `Ready=False`
-/// `NamespaceConflict`, and the operator leaves that namespace alone.
-async fn reserved_and_squatted_tenants(w: &World<'_>) {
+/// A reserved tenant name through the API: 422 on `name`.
+async fn reserved_tenant_api(w: &World<'_>) {
     let (s, b) = w
         .api
         .call(
@@ -819,7 +838,10 @@ async fn reserved_and_squatted_tenants(w: &World<'_>) {
         )
         .await;
     assert_problem("tenant system", s, &b, 422, None, Some("name"));
+}
 
+/// A reserved Tenant name applied with kubectl: `Ready=False` `ReservedName`.
+async fn reserved_tenant_kubectl(w: &World<'_>) {
     let tenants: Api<TenantCr> = Api::all(w.client.clone());
     w.sim.apply(
         "apiVersion: sluice.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: admin\nspec: {}\n",
@@ -833,7 +855,12 @@ async fn reserved_and_squatted_tenants(w: &World<'_>) {
         || as_json(&tenants, "admin"),
     )
     .await;
+}
 
+/// A Tenant whose namespace exists without the operator's label, applied with kubectl:
+/// `Ready=False` `NamespaceConflict`, and the operator leaves that namespace alone.
+async fn squatted_namespace(w: &World<'_>) {
+    let tenants: Api<TenantCr> = Api::all(w.client.clone());
     let squat = format!("squat-{}", w.suffix);
     let ns = format!("sluice-{squat}");
     w.sim.kubectl_ok(&["create", "namespace", &ns]);
@@ -956,16 +983,15 @@ async fn worker_kill(w: &World<'_>) {
     // Kill it while it holds unacknowledged events (its batches wait up to a second).
     let stream = subjects::jetstream_name(&a.name, &a.stream);
     let durable = subjects::durable_name("copy", "out");
+    let consumer = || async {
+        let s = w.js.get_stream(&stream).await.ok()?;
+        let mut c: async_nats::jetstream::consumer::PullConsumer =
+            s.get_consumer(&durable).await.ok()?;
+        c.info().await.ok().cloned()
+    };
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
-        let pending = async {
-            let s = w.js.get_stream(&stream).await.ok()?;
-            let mut c: async_nats::jetstream::consumer::PullConsumer =
-                s.get_consumer(&durable).await.ok()?;
-            Some(c.info().await.ok()?.num_ack_pending)
-        }
-        .await;
-        if pending.is_some_and(|n| n > 0) {
+        if consumer().await.is_some_and(|c| c.num_ack_pending > 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -975,23 +1001,37 @@ async fn worker_kill(w: &World<'_>) {
     let killed = Instant::now();
     let before_kill = w.load.accepted();
     let _ = first.wait();
+    // What the dead worker held: delivered to it, never acknowledged.
+    let at_kill = consumer().await.expect("the route's consumer");
+    assert!(
+        at_kill.num_ack_pending > 0,
+        "the worker was killed holding no events, so redelivery cannot be shown (harness timing)"
+    );
     workers
         .0
         .push(start_worker(&w.worker_bin, &w.client, &ns, "copy-out", w.dir.path()).await);
-    let complete = || {
+    // Redelivery is complete when the consumer's acknowledgement floor passed everything
+    // delivered before the kill and every event accepted before the kill reached the sink.
+    let complete = || async {
+        let floor = consumer().await.map_or(0, |c| c.ack_floor.stream_sequence);
         let got = received.lock().expect("lock");
-        before_kill.iter().all(|id| got.contains(id))
+        floor >= at_kill.delivered.stream_sequence && before_kill.iter().all(|id| got.contains(id))
     };
-    while !complete() && killed.elapsed() < REDELIVERY_BOUND {
+    while !complete().await && killed.elapsed() < REDELIVERY_BOUND {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let floor = consumer().await.map_or(0, |c| c.ack_floor.stream_sequence);
     let missing = before_kill
         .difference(&received.lock().expect("lock"))
         .count();
     assert!(
-        missing == 0,
-        "{missing} of the {} events accepted before the kill were not delivered within {REDELIVERY_BOUND:?} of it",
-        before_kill.len()
+        missing == 0 && floor >= at_kill.delivered.stream_sequence,
+        "{REDELIVERY_BOUND:?} after the kill of a worker holding {} events: {missing} of the {} \
+         events accepted before the kill were not delivered; acknowledged up to stream sequence \
+         {floor} of {} delivered",
+        at_kill.num_ack_pending,
+        before_kill.len(),
+        at_kill.delivered.stream_sequence
     );
     // And it keeps delivering what alice ingests after the kill.
     let later = w.load.accepted();
