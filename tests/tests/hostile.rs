@@ -108,7 +108,8 @@ async fn attacks(w: &World<'_>) -> Vec<String> {
     attack!("invalid-path-names", invalid_path_names(w));
     attack!("too-many-events", too_many_events(w));
     attack!("sink-subjects", sink_subjects(w));
-    attack!("sink-urls", sink_urls(w));
+    attack!("sink-url-metadata", sink_url_metadata(w));
+    attack!("sink-url-loopback", sink_url_loopback(w));
     attack!("platform-tokens", platform_tokens(w));
     attack!("metrics", metrics(w));
     attack!("readyz", readyz(w));
@@ -702,6 +703,8 @@ async fn deep_filter_kubectl(w: &World<'_>) {
 async fn sink_subjects(w: &World<'_>) {
     let m = &w.mallory;
     for subject in [
+        // Relative to her subject space `sluice.<mallory>.`: her own source stream.
+        format!("{}.events", m.stream),
         subjects::events_subject(&m.name, &m.stream),
         subjects::events_subject(&w.alice.name, &w.alice.stream),
     ] {
@@ -728,35 +731,90 @@ async fn sink_subjects(w: &World<'_>) {
     }
 }
 
-/// HTTP sinks aimed at the metadata service and at loopback: 422 on the URL.
-async fn sink_urls(w: &World<'_>) {
+/// An HTTP sink aimed at the metadata service: 422 on the URL.
+async fn sink_url_metadata(w: &World<'_>) {
+    let (s, b) = create_http_sink(w, "ssrf", "http://169.254.169.254/latest/meta-data").await;
+    assert_problem(
+        "sink URL 169.254.169.254",
+        s,
+        &b,
+        422,
+        None,
+        Some("spec.sinks[0].http.url"),
+    );
+}
+
+/// An HTTP sink aimed at a loopback address: refused by the API (422 on the URL) or, where the
+/// API leaves loopback to the worker's egress policy, never reached by the route's worker.
+async fn sink_url_loopback(w: &World<'_>) {
     let m = &w.mallory;
-    let api_port = w.api.base.rsplit(':').next().unwrap_or("8080");
-    for url in [
-        "http://169.254.169.254/latest/meta-data".to_string(),
-        format!("http://127.0.0.1:{api_port}/v1/tenants"),
-    ] {
-        let (s, b) = w
-            .api
-            .call(
-                Method::POST,
-                &format!("/v1/tenants/{}/pipelines", m.name),
-                &m.developer,
-                Some(
-                    json!({"name": "ssrf", "spec": {"source": {"stream": "orders"},
-                    "sinks": [{"name": "out", "http": {"url": url}}]}}),
-                ),
-            )
-            .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = {
+        let reached = reached.clone();
+        tokio::spawn(async move {
+            while let Ok((_conn, _)) = listener.accept().await {
+                reached.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let (s, b) = create_http_sink(w, "loopback", &url).await;
+    if s == 422 {
         assert_problem(
-            &format!("sink URL {url}"),
+            "sink URL on loopback",
             s,
             &b,
             422,
             None,
             Some("spec.sinks[0].http.url"),
         );
+        counter.abort();
+        return;
     }
+    assert_eq!(s, 201, "sink URL on loopback: {b}");
+    let ns = format!("sluice-{}", m.name);
+    eventually("the loopback route's config", || async {
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(w.client.clone(), &ns);
+        cms.get_opt("loopback-out").await.is_ok_and(|c| c.is_some())
+    })
+    .await;
+    let mut worker = Processes::default();
+    worker
+        .0
+        .push(start_worker(&w.worker_bin, &w.client, &ns, "loopback-out", w.dir.path()).await);
+    let (s, b, _) = w
+        .api
+        .ingest(&m.name, &m.stream, &m.producer, events("lo", 10))
+        .await;
+    assert_eq!(s, 202, "mallory's events for the loopback route: {b}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(worker);
+    counter.abort();
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the route's worker connected to {url}"
+    );
+}
+
+/// `POST` of a pipeline `name` of mallory's with one HTTP sink to `url`.
+async fn create_http_sink(w: &World<'_>, name: &str, url: &str) -> (u16, Value) {
+    let m = &w.mallory;
+    w.api
+        .call(
+            Method::POST,
+            &format!("/v1/tenants/{}/pipelines", m.name),
+            &m.developer,
+            Some(
+                json!({"name": name, "spec": {"source": {"stream": "orders", "startFrom": "all"},
+                "sinks": [{"name": "out", "http": {"url": url}}]}}),
+            ),
+        )
+        .await
 }
 
 /// Mallory's tokens mint no platform tokens, tenants or tenant-admin tokens; the bootstrap token
