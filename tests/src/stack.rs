@@ -233,6 +233,7 @@ impl ApiProcess {
                 "SLUICE_JWT_SECRET",
                 "an-end-to-end-test-secret-of-enough-length",
             )
+            .env("SLUICE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .envs(env.iter().copied())
             .stdout(File::create(dir.path().join("stdout")).expect("stdout file"))
             .stderr(File::create(dir.path().join("stderr")).expect("stderr file"));

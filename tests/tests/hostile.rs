@@ -866,7 +866,8 @@ async fn metrics(w: &World<'_>) {
     let r = w.api.http.get(&metrics).send().await;
     assert!(
         r.as_ref().is_ok_and(|r| r.status().is_success()),
-        "/metrics on SLUICE_METRICS_LISTEN ({metrics}): {r:?}"
+        "/metrics on SLUICE_METRICS_LISTEN ({metrics}): {r:?}\nthe API's log:\n{}",
+        tail(&w.api_process.logs())
     );
 }
 
