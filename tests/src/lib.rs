@@ -1,5 +1,9 @@
 //! Shared helpers for the workspace tests: a kubesim server with Sluice's CRDs installed,
-//! running on its own runtime, and a way to run the real `kubectl` against it.
+//! running on its own runtime, and a way to run the real `kubectl` against it; the rest of the
+//! real stack ([`stack`]) and a well-behaved tenant's load ([`load`]).
+
+pub mod load;
+pub mod stack;
 
 use kubesim::{Cluster, Server};
 use serde_json::Value;

@@ -12,88 +12,19 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use rand::Rng;
 use serde_json::{Value, json};
 use sluice_operator::config::OperatorConfig;
-use sluice_operator::run::{RunOptions, run};
 use sluice_tests::SimCluster;
+use sluice_tests::stack::{
+    ApiClient, ApiProcess, Database, Operator, Processes, binary, eventually, nats_url,
+    start_worker,
+};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-const NATS: &str = "nats://127.0.0.1:4222";
-const POSTGRES_ADMIN: &str = "postgres://root@127.0.0.1:5432/test";
-
-/// A workspace binary next to this test's executable, built if missing.
-fn binary(name: &str, package: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
-}
-
-fn psql(sql: &str) {
-    let out = Command::new("psql")
-        .args([POSTGRES_ADMIN, "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Killed(Vec<Child>);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            terminate(c);
-        }
-    }
-}
-
-fn terminate(c: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &c.id().to_string()])
-        .status();
-    for _ in 0..100 {
-        if matches!(c.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
 
 #[derive(Default)]
 struct Receiver {
@@ -134,125 +65,35 @@ fn ndjson(range: std::ops::Range<usize>) -> String {
     range.map(|i| event(i).to_string() + "\n").collect()
 }
 
-struct Api_ {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api_ {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("API answers");
-        let status = resp.status().as_u16();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    async fn ingest(
-        &self,
-        tenant: &str,
-        stream: &str,
-        token: &str,
-        body: String,
-    ) -> (u16, Value, Option<String>) {
-        let resp = self
-            .http
-            .post(format!(
-                "{}/v1/tenants/{tenant}/streams/{stream}/events",
-                self.base
-            ))
-            .bearer_auth(token)
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .expect("API answers");
-        let status = resp.status().as_u16();
-        let retry = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(String::from);
-        (status, resp.json().await.unwrap_or(Value::Null), retry)
-    }
-}
-
 #[test]
 fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
     let sim = SimCluster::start();
-    let kubeconfig = sim.kubeconfig.clone();
     let worker_bin = binary("sluice-worker", "sluice-worker");
     let api_bin = binary("sluice-api", "sluice-api");
     let suffix = format!("{:08x}", rand::rng().random::<u32>());
     let tenant = format!("e2e{suffix}");
-    let db = format!("sluice_e2e_{suffix}");
-    psql(&format!("CREATE DATABASE {db}"));
+    let db = Database::create(&format!("sluice_e2e_{suffix}"));
     let dir = tempfile::tempdir().unwrap();
+    let nats_url = nats_url();
 
     sim.block_on(async {
         let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
-        // The operator, in-process.
-        let (stop_op, stopped) = tokio::sync::oneshot::channel::<()>();
-        let operator = tokio::spawn(run(
+        // The operator, in-process; the API, as a process.
+        let operator = Operator::start(
             client.clone(),
-            RunOptions {
-                config: OperatorConfig {
-                    nats_url: NATS.into(),
-                    // The test's webhook receiver listens on loopback.
-                    sink_policy: sluice_core::egress::SinkPolicy {
-                        allow_loopback: true,
-                        ..Default::default()
-                    },
+            OperatorConfig {
+                nats_url: nats_url.clone(),
+                // The test's webhook receiver listens on loopback.
+                sink_policy: sluice_core::egress::SinkPolicy {
+                    allow_loopback: true,
                     ..Default::default()
                 },
-                metrics_addr: None,
-                leader_election: None,
+                ..Default::default()
             },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        // The API, as a process.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let api_proc = Command::new(&api_bin)
-            .args(["serve", "--migrate", "--database-url"])
-            .arg(format!("postgres://root@127.0.0.1:5432/{db}"))
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--nats-url", NATS, "--usage-flush-seconds", "1"])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .arg("--bootstrap-token-file")
-            .arg(dir.path().join("admin-token"))
-            .env("SLUICE_JWT_SECRET", "an-end-to-end-test-secret-of-enough-length")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sluice-api starts");
-        let token_file = dir.path().join("admin-token");
-        eventually("the bootstrap token file", || async { token_file.is_file() }).await;
-        let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
-        assert!(!admin.is_empty(), "the API wrote no bootstrap token");
-        let mut processes = Killed(vec![api_proc]);
-        let api = Api_ {
-            http: reqwest::Client::new(),
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        eventually("API ready", || async {
-            api.http.get(format!("{}/readyz", api.base)).send().await.is_ok_and(|r| r.status().is_success())
-        })
-        .await;
+        );
+        let api_process = ApiProcess::start(&api_bin, &db.url, &sim.kubeconfig, &nats_url, &[]).await;
+        let admin = api_process.admin_token.clone();
+        let api = ApiClient::new(&api_process.base);
 
         // Tenant, tokens, stream.
         let (s, b) = api
@@ -298,7 +139,7 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
         let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
         let app = Router::new().route("/hook", post(hook)).with_state(receiver.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let nats = async_nats::connect(NATS).await.unwrap();
+        let nats = async_nats::connect(&nats_url).await.unwrap();
         let mut sub = nats.subscribe(format!("sluice.{tenant}.alerts")).await.unwrap();
         let nats_events = Arc::new(Mutex::new(Vec::<Value>::new()));
         {
@@ -332,24 +173,10 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
         .await;
 
         // Each route runs as a worker process with the ConfigMap the operator rendered.
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let mut workers = vec![];
+        let mut workers = Processes::default();
         for route in ["big-alerts", "big-hook"] {
-            let cm = cms.get(route).await.unwrap();
-            let config = cm.data.unwrap()[sluice_core::route::CONFIG_KEY].clone();
-            let path = dir.path().join(format!("{route}.json"));
-            std::fs::write(&path, config).unwrap();
-            let child = Command::new(&worker_bin)
-                .arg("--config")
-                .arg(&path)
-                .args(["--metrics-addr", "127.0.0.1:0"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sluice-worker starts");
-            workers.push(child);
+            workers.0.push(start_worker(&worker_bin, &client, &ns, route, dir.path()).await);
         }
-        processes.0.extend(workers);
 
         // Ingest: 100 events, of which e-34..e-99 match the filter.
         let (s, b, _) = api.ingest(&tenant, "orders", &producer, ndjson(0..100)).await;
@@ -429,9 +256,9 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
         })
         .await;
 
-        drop(processes);
-        let _ = stop_op.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(20), operator).await;
+        drop(workers);
+        drop(api_process);
+        operator.stop().await;
     });
-    psql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    drop(db);
 }
