@@ -33,9 +33,10 @@ pub enum Db {
     Sqlite,
 }
 
-/// Admin URL of the test PostgreSQL server (`SLUICE_TEST_POSTGRES` overrides).
+/// The PostgreSQL database the tests create their own databases from:
+/// `$SLUICE_TEST_DATABASE_URL`, by default `postgres://root@127.0.0.1:5432/test`.
 pub fn postgres_admin_url() -> String {
-    std::env::var("SLUICE_TEST_POSTGRES")
+    std::env::var("SLUICE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
 }
 
