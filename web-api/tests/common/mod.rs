@@ -75,8 +75,12 @@ impl TestDb {
                     .await
                     .expect("create database");
                 admin.close().await;
-                let base = admin_url.rsplit_once('/').expect("url has a database").0;
-                let url = format!("{base}/{name}");
+                let (server_part, query) = match admin_url.split_once('?') {
+                    Some((u, q)) => (u, format!("?{q}")),
+                    None => (admin_url.as_str(), String::new()),
+                };
+                let base = server_part.rsplit_once('/').expect("url has a database").0;
+                let url = format!("{base}/{name}{query}");
                 let store = Store::connect(&url, 16).await.expect("postgres store");
                 store.migrate().await.expect("migrate");
                 TestDb {
