@@ -10,7 +10,8 @@
 # user 65532, as the chart's restricted security context requires. The API image also runs the
 # chart's migration Job (`sluice-api migrate`; the migrations are compiled in).
 
-ARG RUST_VERSION=1.95
+# The toolchain of rust-toolchain.toml.
+ARG RUST_VERSION=1.95.0
 ARG DEBIAN_RELEASE=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder

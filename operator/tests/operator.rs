@@ -69,6 +69,11 @@ fn tenant(name: &str, quota: Value) -> Tenant {
 }
 
 fn pipeline(name: &str, sinks: &[&str], parallelism: i32) -> Pipeline {
+    pipeline_reading(name, "orders", sinks, parallelism)
+}
+
+/// A pipeline reading the stream `stream`.
+fn pipeline_reading(name: &str, stream: &str, sinks: &[&str], parallelism: i32) -> Pipeline {
     let sinks: Vec<Value> = sinks
         .iter()
         .map(|s| json!({"name": s, "nats": {"subject": format!("out.{s}")}}))
@@ -76,7 +81,7 @@ fn pipeline(name: &str, sinks: &[&str], parallelism: i32) -> Pipeline {
     serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
         "metadata": {"name": name},
-        "spec": {"source": {"stream": "orders"}, "filter": "event.amount > 100",
+        "spec": {"source": {"stream": stream}, "filter": "event.amount > 100",
                  "sinks": sinks, "parallelism": parallelism}
     }))
     .unwrap()
@@ -99,6 +104,14 @@ where
 /// Creates a tenant and, in its namespace, the stream `orders` the test pipelines read (a
 /// pipeline waits with `StreamNotFound` until its source stream is provisioned).
 async fn create_tenant(c: &Client, t: &Tenant) {
+    create_tenant_with_stream(c, t, "orders").await;
+}
+
+/// Creates a tenant and, in its namespace, the stream `stream_name`. Its broker stream
+/// (`sluice_<tenant>_<stream>`) is on the NATS server every test shares: other tests and
+/// processes publish to `sluice_acme_orders` and delete it, changing the message count a
+/// Stream's status shows.
+async fn create_tenant_with_stream(c: &Client, t: &Tenant, stream_name: &str) {
     Api::<Tenant>::all(c.clone())
         .create(&PostParams::default(), t)
         .await
@@ -115,7 +128,7 @@ async fn create_tenant(c: &Client, t: &Tenant) {
     let streams: Api<Stream> = Api::namespaced(c.clone(), &ns);
     let stream: Stream = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
-        "metadata": {"name": "orders"}, "spec": {"retention": {"maxAge": "1h"}}
+        "metadata": {"name": stream_name}, "spec": {"retention": {"maxAge": "1h"}}
     }))
     .unwrap();
     streams
@@ -124,7 +137,7 @@ async fn create_tenant(c: &Client, t: &Tenant) {
         .unwrap();
     eventually("stream provisioned", || async {
         streams
-            .get("orders")
+            .get(stream_name)
             .await
             .unwrap()
             .status
@@ -698,10 +711,16 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
         let c = client(&sim);
         // State as an operator that crashed after writing one ConfigMap would leave it.
         let op = Operator::start(c.clone(), None);
-        create_tenant(&c, &tenant("acme", json!({}))).await;
+        // A stream of this test's own: the restarted operator reconciles the Stream too, and its
+        // status shows the broker stream's message count, which must not change meanwhile
+        // (`orders` is shared with the other tests, which publish to it and delete it).
+        create_tenant_with_stream(&c, &tenant("acme", json!({})), "recovery").await;
         op.stop().await;
         let p = pipelines(&c)
-            .create(&PostParams::default(), &pipeline("p", &["a", "b"], 1))
+            .create(
+                &PostParams::default(),
+                &pipeline_reading("p", "recovery", &["a", "b"], 1),
+            )
             .await
             .unwrap();
         let stale = json!({"apiVersion": "v1", "kind": "ConfigMap",

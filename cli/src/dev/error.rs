@@ -19,7 +19,7 @@ pub enum DevError {
     /// No NATS server is configured and none can be started.
     #[error("{0}")]
     NoNats(String),
-    /// The NATS server could not be started or reached.
+    /// The NATS server could not be started or reached, or the one on the port is unusable.
     #[error("NATS: {0}")]
     Nats(String),
     /// The `sluice-worker` binary is nowhere to be found.

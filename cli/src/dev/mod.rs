@@ -50,10 +50,11 @@ pub struct DevArgs {
     /// Port of the Kubernetes API (kubesim) on 127.0.0.1.
     #[arg(long, default_value_t = 6443)]
     pub kube_port: u16,
-    /// NATS server with JetStream; when unset, `nats-server` from PATH is started.
+    /// NATS server with JetStream; when unset, the NATS server with JetStream already listening on
+    /// `--nats-port` is used, or else `nats-server` from PATH is started there.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
-    /// Port of the NATS server `sluice dev` starts (without NATS_URL).
+    /// Port of the NATS server `sluice dev` uses or starts on 127.0.0.1 (without NATS_URL).
     #[arg(long, default_value_t = 4222)]
     pub nats_port: u16,
     /// Database of the Web API (`postgres://...`); an SQLite file in the data dir when unset.
@@ -191,10 +192,14 @@ async fn run_with(
     });
     let runner = tokio::spawn(runner::run(shared, stop_runner.clone()));
 
+    // The signal handlers are installed on the first poll: poll once before the banner says
+    // everything runs, so a SIGTERM sent as soon as it is printed stops `sluice dev` cleanly.
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let _ = futures::poll!(shutdown.as_mut());
     print_banner(data, &server.url(), &api, nats, worker_bin);
 
     let outcome = tokio::select! {
-        _ = shutdown_signal() => Ok(()),
+        _ = shutdown => Ok(()),
         r = &mut operator => Err(match r {
             Ok(Err(e)) => DevError::Operator(e),
             _ => DevError::Kube("the operator stopped".into()),
@@ -238,10 +243,10 @@ fn print_banner(
     worker_bin: &Path,
 ) {
     let root = data.root().display();
-    let nats_note = if nats.started_here() {
-        format!("nats-server started by sluice dev, data in {root}/nats")
-    } else {
-        "from NATS_URL".to_string()
+    let nats_note = match nats.origin {
+        nats::Origin::Started => format!("nats-server started by sluice dev, data in {root}/nats"),
+        nats::Origin::AlreadyRunning => "already running on its port, with JetStream".to_string(),
+        nats::Origin::FromUrl => "from NATS_URL".to_string(),
     };
     println!("sluice dev: the whole platform on this machine (state in {root})");
     println!("  Kubernetes API: {kube_url}");

@@ -1,5 +1,6 @@
-//! The broker: the NATS server at `NATS_URL`, or a `nats-server -js` started from `PATH` with
-//! its JetStream data under the data directory.
+//! The broker: the NATS server at `NATS_URL`; else the NATS server with JetStream already
+//! listening on the port; else a `nats-server -js` started from `PATH` with its JetStream data
+//! under the data directory.
 
 use super::DevError;
 use std::path::{Path, PathBuf};
@@ -14,17 +15,103 @@ binary so that it is on PATH: download it from https://github.com/nats-io/nats-s
 or `go install github.com/nats-io/nats-server/v2@latest`, or your package manager's \
 `nats-server` package (Homebrew, Debian/Ubuntu, Arch).";
 
+/// How long `sluice dev` waits for a server already on the port to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the broker `sluice dev` uses comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The server at `NATS_URL`.
+    FromUrl,
+    /// A NATS server with JetStream that already listened on the port.
+    AlreadyRunning,
+    /// A `nats-server` that `sluice dev` started.
+    Started,
+}
+
 /// The broker `sluice dev` uses.
 #[derive(Debug)]
 pub struct Nats {
     /// Its URL, given to the operator, the Web API and (through route configs) the workers.
     pub url: String,
+    /// Where it comes from.
+    pub origin: Origin,
     /// The server process, when `sluice dev` started it.
     child: Option<Child>,
 }
 
+/// What answers on the port `sluice dev` would start `nats-server` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Existing {
+    /// A NATS server with JetStream: `sluice dev` uses it.
+    JetStream,
+    /// A NATS server without JetStream (the reason the JetStream API gave).
+    NoJetStream(String),
+    /// Not a NATS server, or one that does not answer (the reason).
+    NotNats(String),
+}
+
+/// Asks the server at `url` whether it is a NATS server with JetStream (the `$JS.API.INFO`
+/// request).
+pub async fn probe(url: &str) -> Existing {
+    let connect = async_nats::ConnectOptions::new()
+        .connection_timeout(PROBE_TIMEOUT)
+        .request_timeout(Some(PROBE_TIMEOUT));
+    let client = match tokio::time::timeout(PROBE_TIMEOUT, connect.connect(url)).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => return Existing::NotNats(e.to_string()),
+        Err(_) => return Existing::NotNats(format!("no NATS handshake within {PROBE_TIMEOUT:?}")),
+    };
+    let answer = tokio::time::timeout(PROBE_TIMEOUT, client.request(JS_API_INFO, "".into())).await;
+    match answer {
+        Ok(Ok(message)) => account_info_verdict(&message.payload),
+        Ok(Err(e)) => Existing::NoJetStream(e.to_string()),
+        Err(_) => Existing::NoJetStream(format!("no JetStream answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
+/// The JetStream API request that answers with the account's JetStream usage.
+const JS_API_INFO: &str = "$JS.API.INFO";
+
+/// The parts of a `$JS.API.INFO` answer the probe reads.
+#[derive(Debug, serde::Deserialize)]
+struct AccountInfoAnswer {
+    /// `io.nats.jetstream.api.v1.account_info_response` from a JetStream server.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Set when JetStream refuses (for example, not enabled for this account).
+    error: Option<ApiError>,
+}
+
+/// A JetStream API error.
+#[derive(Debug, serde::Deserialize)]
+struct ApiError {
+    description: Option<String>,
+}
+
+/// Whether the answer to `$JS.API.INFO` comes from a working JetStream.
+fn account_info_verdict(payload: &[u8]) -> Existing {
+    match serde_json::from_slice::<AccountInfoAnswer>(payload) {
+        Ok(AccountInfoAnswer { error: Some(e), .. }) => Existing::NoJetStream(
+            e.description
+                .unwrap_or_else(|| "the JetStream API answered with an error".into()),
+        ),
+        Ok(AccountInfoAnswer { kind: Some(k), .. })
+            if k == "io.nats.jetstream.api.v1.account_info_response" =>
+        {
+            Existing::JetStream
+        }
+        Ok(_) | Err(_) => Existing::NoJetStream(format!(
+            "unexpected answer to {JS_API_INFO}: {}",
+            String::from_utf8_lossy(payload)
+        )),
+    }
+}
+
 impl Nats {
-    /// Uses `url` when given; otherwise starts `nats-server` on `127.0.0.1:port`.
+    /// Uses `url` when given; otherwise the NATS server with JetStream already listening on
+    /// `127.0.0.1:port`; otherwise starts `nats-server` there. Something else on the port (a
+    /// NATS server without JetStream, or not NATS at all) is an error saying so.
     pub async fn start(
         url: Option<String>,
         port: u16,
@@ -32,20 +119,37 @@ impl Nats {
         logs: &Path,
     ) -> Result<Nats, DevError> {
         if let Some(url) = url {
-            return Ok(Nats { url, child: None });
+            return Ok(Nats {
+                url,
+                origin: Origin::FromUrl,
+                child: None,
+            });
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            let url = format!("nats://{addr}");
+            return match probe(&url).await {
+                Existing::JetStream => Ok(Nats {
+                    url,
+                    origin: Origin::AlreadyRunning,
+                    child: None,
+                }),
+                Existing::NoJetStream(why) => Err(DevError::Nats(format!(
+                    "the NATS server on {addr} has no JetStream ({why}): restart it with \
+                     JetStream enabled (nats-server -js), or pick another port with --nats-port"
+                ))),
+                Existing::NotNats(why) => Err(DevError::Nats(format!(
+                    "something that is not a NATS server listens on {addr} ({why}): stop it, \
+                     or pick another port with --nats-port, or set NATS_URL"
+                ))),
+            };
         }
         let Some(binary) = find_on_path("nats-server") else {
             return Err(DevError::NoNats(format!(
-                "no NATS_URL is set and `nats-server` is not on PATH. {INSTALL_HINT}"
+                "no NATS_URL is set, nothing listens on {addr} and `nats-server` is not on \
+                 PATH. {INSTALL_HINT}"
             )));
         };
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Err(DevError::Nats(format!(
-                "something already listens on {addr}: if it is a NATS server with JetStream, use \
-                 it with NATS_URL=nats://{addr}; otherwise pick another port with --nats-port"
-            )));
-        }
         std::fs::create_dir_all(data).map_err(DevError::io(data))?;
         std::fs::create_dir_all(logs).map_err(DevError::io(logs))?;
         let log_path = logs.join("nats-server.log");
@@ -88,6 +192,7 @@ impl Nats {
         }
         Ok(Nats {
             url: format!("nats://{addr}"),
+            origin: Origin::Started,
             child: Some(child),
         })
     }
@@ -119,4 +224,29 @@ pub fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_info_answer_is_jetstream() {
+        let ok = br#"{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0}"#;
+        assert_eq!(account_info_verdict(ok), Existing::JetStream);
+    }
+
+    #[test]
+    fn an_error_or_anything_else_is_no_jetstream() {
+        let err = br#"{"type":"io.nats.jetstream.api.v1.account_info_response",
+            "error":{"code":503,"err_code":10039,"description":"jetstream not enabled for account"}}"#;
+        assert_eq!(
+            account_info_verdict(err),
+            Existing::NoJetStream("jetstream not enabled for account".into())
+        );
+        assert!(matches!(
+            account_info_verdict(b"hello"),
+            Existing::NoJetStream(_)
+        ));
+    }
 }

@@ -33,9 +33,10 @@ pub enum Db {
     Sqlite,
 }
 
-/// Admin URL of the test PostgreSQL server (`SLUICE_TEST_POSTGRES` overrides).
+/// The PostgreSQL database the tests create their own databases from:
+/// `$SLUICE_TEST_DATABASE_URL`, by default `postgres://root@127.0.0.1:5432/test`.
 pub fn postgres_admin_url() -> String {
-    std::env::var("SLUICE_TEST_POSTGRES")
+    std::env::var("SLUICE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
 }
 
@@ -74,8 +75,12 @@ impl TestDb {
                     .await
                     .expect("create database");
                 admin.close().await;
-                let base = admin_url.rsplit_once('/').expect("url has a database").0;
-                let url = format!("{base}/{name}");
+                let (server_part, query) = match admin_url.split_once('?') {
+                    Some((u, q)) => (u, format!("?{q}")),
+                    None => (admin_url.as_str(), String::new()),
+                };
+                let base = server_part.rsplit_once('/').expect("url has a database").0;
+                let url = format!("{base}/{name}{query}");
                 let store = Store::connect(&url, 16).await.expect("postgres store");
                 store.migrate().await.expect("migrate");
                 TestDb {

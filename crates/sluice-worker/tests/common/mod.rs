@@ -20,6 +20,30 @@ use tokio_util::sync::CancellationToken;
 
 pub const NATS: &str = "nats://127.0.0.1:4222";
 
+/// The PostgreSQL database the tests create their own databases from:
+/// `$SLUICE_TEST_DATABASE_URL`, by default `postgres://root@127.0.0.1:5432/test`.
+pub fn admin_database_url() -> String {
+    std::env::var("SLUICE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+/// `url` with its database name replaced by `db` (any `?query` is kept).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(i) => &base[..authority_start + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{db}?{q}"),
+        None => format!("{root}/{db}"),
+    }
+}
+
 /// A JetStream stream of its own: `t_<id>` holding `t.<id>.>`.
 pub struct TestStream {
     pub id: String,
@@ -389,18 +413,18 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new() -> (Self, tokio_postgres::Client, String) {
         let name = format!("sluice_worker_{:08x}", rand::random::<u32>());
-        let (admin, conn) = tokio_postgres::connect(
-            "host=127.0.0.1 user=postgres dbname=test",
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432");
+        let admin_url = admin_database_url();
+        let (admin, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin_url} (SLUICE_TEST_DATABASE_URL): {e}")
+            });
         tokio::spawn(conn);
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        let url = with_database(&admin_url, &name);
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .unwrap();
@@ -418,11 +442,8 @@ impl Drop for TestDb {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(
-                    "host=127.0.0.1 user=postgres dbname=test",
-                    tokio_postgres::NoTls,
-                )
-                .await
+                if let Ok((c, conn)) =
+                    tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
                 {
                     tokio::spawn(conn);
                     let _ = c
