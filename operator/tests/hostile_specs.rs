@@ -7,62 +7,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
-use sluice_operator::config::OperatorConfig;
-use sluice_operator::run::{RunOptions, run};
 use sluice_tests::SimCluster;
-use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-fn client(sim: &SimCluster) -> Client {
-    Client::try_from(Config::new(sim.url().parse().unwrap())).unwrap()
-}
-
-struct Operator {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), sluice_operator::run::RunError>>,
-}
-
-impl Operator {
-    fn start(client: Client) -> Self {
-        let (stop, rx) = oneshot::channel::<()>();
-        let opts = RunOptions {
-            config: OperatorConfig {
-                nats_url: "nats://127.0.0.1:4222".into(),
-                ..Default::default()
-            },
-            metrics_addr: None,
-            leader_election: None,
-        };
-        let task = tokio::spawn(run(client, opts, async move {
-            let _ = rx.await;
-        }));
-        Operator { stop, task }
-    }
-
-    async fn stop(mut self) {
-        assert!(!self.task.is_finished(), "the operator stopped by itself");
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+mod common;
+use common::{Operator, client, eventually};
 
 fn apply(sim: &SimCluster, yaml: &str) {
     let out = sim.kubectl_with_input(&["apply", "-f", "-"], yaml);
@@ -164,7 +115,7 @@ fn an_expression_built_to_overflow_the_parser_is_an_invalid_spec() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone());
+        let op = Operator::start(c.clone(), None);
         apply(&sim, &tenant_yaml("acme"));
         eventually("tenant namespace", || async {
             tenant_ready(&c, "acme")
@@ -212,6 +163,7 @@ fn an_expression_built_to_overflow_the_parser_is_an_invalid_spec() {
         })
         .await;
         assert!(config_maps.get_opt("nested-a").await.unwrap().is_none());
+        op.assert_running();
         op.stop().await;
     });
 }
@@ -229,7 +181,7 @@ fn a_reserved_tenant_name_creates_nothing() {
             )
             .await
             .unwrap();
-        let op = Operator::start(c.clone());
+        let op = Operator::start(c.clone(), None);
         apply(&sim, &tenant_yaml("system"));
         apply(&sim, &tenant_yaml("admin"));
         for name in ["system", "admin"] {
@@ -251,6 +203,7 @@ fn a_reserved_tenant_name_creates_nothing() {
         );
         let t = Api::<Tenant>::all(c.clone()).get("system").await.unwrap();
         assert_eq!(t.status.unwrap().namespace, None);
+        op.assert_running();
         op.stop().await;
     });
 }
@@ -269,7 +222,7 @@ fn a_namespace_the_operator_did_not_create_is_never_adopted() {
             )
             .await
             .unwrap();
-        let op = Operator::start(c.clone());
+        let op = Operator::start(c.clone(), None);
         apply(&sim, &tenant_yaml("bob"));
         eventually("conflict reported", || async {
             tenant_ready(&c, "bob")
@@ -324,6 +277,7 @@ fn a_namespace_the_operator_did_not_create_is_never_adopted() {
         );
         let n = Api::<Namespace>::all(c.clone()).get("sluice-bob").await.unwrap();
         assert_eq!(n.labels().get("team").map(String::as_str), Some("someone-else"));
+        op.assert_running();
         op.stop().await;
     });
 }

@@ -6,58 +6,20 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use kubesim::PodBehaviour;
 use serde_json::{Value, json};
 use sluice_core::route::{CONFIG_KEY, RouteConfig};
 use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
-use sluice_operator::config::OperatorConfig;
 use sluice_operator::leader::LeaseConfig;
-use sluice_operator::run::{RunOptions, run};
 use sluice_tests::SimCluster;
 use std::sync::Arc;
+
+mod common;
+use common::{Operator, client, eventually};
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const NS: &str = "sluice-acme";
-
-fn client(sim: &SimCluster) -> Client {
-    Client::try_from(Config::new(sim.url().parse().unwrap())).unwrap()
-}
-
-struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), sluice_operator::run::RunError>>,
-}
-
-impl Operator {
-    fn start(client: Client, lease: Option<LeaseConfig>) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        let opts = RunOptions {
-            config: OperatorConfig {
-                nats_url: "nats://127.0.0.1:4222".into(),
-                ..Default::default()
-            },
-            metrics_addr: None,
-            leader_election: lease,
-        };
-        let task = tokio::spawn(run(client, opts, async move {
-            let _ = rx.await;
-        }));
-        Operator {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
-    }
-}
 
 fn tenant(name: &str, quota: Value) -> Tenant {
     serde_json::from_value(json!({
@@ -85,20 +47,6 @@ fn pipeline_reading(name: &str, stream: &str, sinks: &[&str], parallelism: i32) 
                  "sinks": sinks, "parallelism": parallelism}
     }))
     .unwrap()
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 /// Creates a tenant and, in its namespace, the stream `orders` the test pipelines read (a

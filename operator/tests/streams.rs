@@ -11,24 +11,11 @@ use sluice_operator::run::{RunOptions, run};
 use sluice_tests::SimCluster;
 use std::time::Duration;
 
-const NATS: &str = "nats://127.0.0.1:4222";
+mod common;
+use common::{NATS, eventually};
 
 fn unique_tenant() -> String {
     format!("t{:08x}", rand::rng().random::<u32>())
-}
-
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..300 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 fn stream(name: &str, retention: Value) -> Stream {

@@ -1,0 +1,78 @@
+//! What the operator's integration tests share: a kube client for kubesim, the operator run
+//! in-process, and polling until a condition holds.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use kube::{Client, Config};
+use sluice_operator::config::OperatorConfig;
+use sluice_operator::leader::LeaseConfig;
+use sluice_operator::run::{RunError, RunOptions, run};
+use sluice_tests::SimCluster;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The NATS server with JetStream every test uses.
+pub const NATS: &str = "nats://127.0.0.1:4222";
+
+/// A kube client for the simulated cluster.
+pub fn client(sim: &SimCluster) -> Client {
+    Client::try_from(Config::new(sim.url().parse().unwrap())).unwrap()
+}
+
+/// The operator, running in this process until [`Operator::stop`].
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl Operator {
+    /// Starts the operator with the default configuration against the shared NATS server,
+    /// with leader election when `lease` is given.
+    pub fn start(client: Client, lease: Option<LeaseConfig>) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let opts = RunOptions {
+            config: OperatorConfig {
+                nats_url: NATS.into(),
+                ..Default::default()
+            },
+            metrics_addr: None,
+            leader_election: lease,
+        };
+        let task = tokio::spawn(run(client, opts, async move {
+            let _ = rx.await;
+        }));
+        Operator {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Fails the test when the operator has stopped by itself (crashed or returned).
+    pub fn assert_running(&self) {
+        assert!(!self.task.is_finished(), "the operator stopped by itself");
+    }
+
+    /// Asks the operator to stop and waits for it (at most 20 s).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after 30 s naming `what`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
