@@ -83,16 +83,18 @@ fn sluice_dev_uses_a_nats_server_with_jetstream_already_on_its_port() {
     let mut nats = NatsServer::start(true, &dir.path().join("js"));
     let mut dev = sluice_dev(&dir.path().join("dev"), nats.port);
 
-    let out = BufReader::new(dev.stdout.take().unwrap());
+    let mut out = BufReader::new(dev.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     let mut nats_line = None;
-    for line in out.lines().map_while(Result::ok) {
+    for line in out.by_ref().map_while(Result::ok) {
         seen.push(line.clone());
         if line.trim_start().starts_with("NATS:") {
             nats_line = Some(line);
             break;
         }
     }
+    // Keep reading what it prints after, so that it never writes into a closed pipe.
+    std::thread::spawn(move || out.for_each(drop));
     let Some(nats_line) = nats_line else {
         let status = dev.wait().unwrap();
         let mut err = String::new();
@@ -117,7 +119,11 @@ fn sluice_dev_uses_a_nats_server_with_jetstream_already_on_its_port() {
         assert!(Instant::now() < deadline, "sluice dev did not stop");
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert!(status.success(), "sluice dev exited with {status}");
+    if !status.success() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut dev.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("sluice dev exited with {status}\n--- stderr ---\n{err}");
+    }
     assert!(
         nats.running(),
         "sluice dev stopped a server it did not start"
