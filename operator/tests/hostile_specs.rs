@@ -13,7 +13,7 @@ use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
 use sluice_tests::SimCluster;
 
 mod common;
-use common::{Operator, client, eventually};
+use common::{Operator, client, create_namespace, eventually};
 
 fn apply(sim: &SimCluster, yaml: &str) {
     let out = sim.kubectl_with_input(&["apply", "-f", "-"], yaml);
@@ -174,13 +174,7 @@ fn a_reserved_tenant_name_creates_nothing() {
     sim.block_on(async {
         let c = client(&sim);
         // The platform's namespace, as the chart installs it.
-        Api::<Namespace>::all(c.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap(),
-            )
-            .await
-            .unwrap();
+        create_namespace(&c, "sluice-system", json!({})).await;
         let op = Operator::start(c.clone(), None);
         apply(&sim, &tenant_yaml("system"));
         apply(&sim, &tenant_yaml("admin"));
@@ -213,15 +207,7 @@ fn a_namespace_the_operator_did_not_create_is_never_adopted() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        Api::<Namespace>::all(c.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "sluice-bob",
-                    "labels": {"team": "someone-else"}}}))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
+        create_namespace(&c, "sluice-bob", json!({"team": "someone-else"})).await;
         let op = Operator::start(c.clone(), None);
         apply(&sim, &tenant_yaml("bob"));
         eventually("conflict reported", || async {

@@ -16,7 +16,7 @@ use sluice_tests::SimCluster;
 use std::sync::Arc;
 
 mod common;
-use common::{Operator, client, eventually};
+use common::{Operator, client, create_namespace, eventually};
 use std::time::Duration;
 
 const NS: &str = "sluice-acme";
@@ -755,13 +755,7 @@ fn two_replicas_with_one_leader() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        Api::<Namespace>::all(c.clone())
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "sluice-system"}})).unwrap(),
-            )
-            .await
-            .unwrap();
+        create_namespace(&c, "sluice-system", json!({})).await;
         let lease = |id: &str| LeaseConfig {
             duration: Duration::from_secs(2),
             renew_every: Duration::from_millis(300),

@@ -76,3 +76,15 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Creates the namespace `name`, as something other than the operator would (the chart's
+/// install namespace, a team's own namespace), with `labels`.
+pub async fn create_namespace(c: &Client, name: &str, labels: serde_json::Value) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "labels": labels}}))
+            .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(c.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
