@@ -66,6 +66,22 @@ pub fn encode_cursor(position: &str) -> String {
     URL_SAFE_NO_PAD.encode(position.as_bytes())
 }
 
+/// One page out of `rows`, fetched with one row more than `limit` to learn whether more follow:
+/// the first `limit` rows as views, and the cursor after the last of them when more follow.
+pub fn page_of<R, V>(
+    rows: Vec<R>,
+    limit: u32,
+    view: impl Fn(R) -> V,
+    position: impl Fn(&V) -> String,
+) -> (Vec<V>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    let items: Vec<V> = rows.into_iter().take(limit as usize).map(view).collect();
+    let next_cursor = more
+        .then(|| items.last().map(|v| encode_cursor(&position(v))))
+        .flatten();
+    (items, next_cursor)
+}
+
 /// Decodes a cursor made by [`encode_cursor`].
 pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     URL_SAFE_NO_PAD

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::audit::AuditEntry;
 use crate::auth::{Administer, PlatformAdmin, TenantAccess};
-use crate::pagination::{PageParams, Query, decode_cursor, encode_cursor, page_type};
+use crate::pagination::{PageParams, Query, decode_cursor, page_of, page_type};
 use crate::problem::{ApiError, Problem};
 use crate::store::AuditFilter;
 
@@ -81,15 +81,7 @@ async fn list(
         limit: i64::from(limit) + 1,
     };
     let rows = state.store.list_audit(&filter).await?;
-    let more = rows.len() > limit as usize;
-    let items: Vec<AuditEntry> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(AuditEntry::from)
-        .collect();
-    let next_cursor = more
-        .then(|| items.last().map(|e| encode_cursor(&e.id.to_string())))
-        .flatten();
+    let (items, next_cursor) = page_of(rows, limit, AuditEntry::from, |e| e.id.to_string());
     Ok(axum::Json(AuditPage { items, next_cursor }))
 }
 

@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::tokens::{TokenRequest, clamp_ttl};
 use crate::auth::{PlatformAdmin, Role};
 use crate::body::Json;
-use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::pagination::{PageParams, Query, page_of, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, Problem};
 use crate::store::TokenRow;
@@ -215,15 +215,7 @@ pub async fn list_platform_tokens(
         .store
         .list_platform_tokens(after.as_deref(), i64::from(limit) + 1)
         .await?;
-    let more = rows.len() > limit as usize;
-    let items: Vec<PlatformTokenView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(PlatformTokenView::new)
-        .collect();
-    let next_cursor = more
-        .then(|| items.last().map(|t| encode_cursor(&t.id)))
-        .flatten();
+    let (items, next_cursor) = page_of(rows, limit, PlatformTokenView::new, |t| t.id.clone());
     Ok(axum::Json(PlatformTokenPage { items, next_cursor }))
 }
 

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Administer, Role, TenantAccess};
 use crate::body::Json;
-use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::pagination::{PageParams, Query, page_of, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, Problem};
 use crate::routes::check_name;
@@ -217,15 +217,7 @@ pub async fn list_tokens(
         .store
         .list_tokens(&access.tenant.id, after.as_deref(), i64::from(limit) + 1)
         .await?;
-    let more = rows.len() > limit as usize;
-    let items: Vec<TokenView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(TokenView::new)
-        .collect();
-    let next_cursor = more
-        .then(|| items.last().map(|t| encode_cursor(&t.id)))
-        .flatten();
+    let (items, next_cursor) = page_of(rows, limit, TokenView::new, |t| t.id.clone());
     Ok(axum::Json(TokenPage { items, next_cursor }))
 }
 
