@@ -40,12 +40,11 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
 }
 
-/// A workspace binary next to the test's executable, built if missing. An existing build is
-/// used as it is: build the binaries first (`cargo build -p <package>`) after changing them.
+/// A workspace binary in the target directory's `debug` folder, built if missing. An existing
+/// build is used as it is: build the binaries first (`cargo build -p <package>`) after changing
+/// them.
 pub fn binary(name: &str, package: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
+    let path = profile_dir().join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
@@ -55,6 +54,26 @@ pub fn binary(name: &str, package: &str) -> PathBuf {
         assert!(status.success(), "cannot build {name}");
     }
     path
+}
+
+/// Where cargo puts the workspace's binaries: `$CARGO_TARGET_DIR/debug` when that is set (a
+/// separate `build-dir` keeps test executables elsewhere), else the folder above the test's
+/// own executable.
+fn profile_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir)
+        };
+        return dir.join("debug");
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Runs one SQL statement with `psql` against the admin database; panics on failure.
