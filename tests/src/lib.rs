@@ -1,4 +1,4 @@
-//! Shared helpers for the workspace tests: the real stack ([`stack`]) and a well-behaved
+//! What the workspace tests share: the real stack ([`stack`]) and a well-behaved
 //! tenant's load ([`load`]). The kubesim cluster with Sluice's CRDs and the `kubectl` runner
 //! come from `sluice-testkit` and are re-exported here.
 
