@@ -7,7 +7,7 @@ use kube::{Client, Config};
 use sluice_operator::config::OperatorConfig;
 use sluice_operator::leader::LeaseConfig;
 use sluice_operator::run::{RunError, RunOptions, run};
-use sluice_tests::SimCluster;
+use sluice_testkit::SimCluster;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -3,7 +3,7 @@
 //! authenticated `GET /v1/tenants/{t}/pipelines/{p}` and pipeline creates: requests per second,
 //! p50 and p99 latency.
 //!
-//! `cargo run --release -p sluice-api --bin api-bench -- --help`
+//! `cargo run --release -p sluice-benches --bin api-bench -- --help`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@
 //!
 //! Then a micro-benchmark of the token bucket alone. Streams are deleted at the end.
 //!
-//! `cargo run --release -p sluice-api --bin ingest-bench -- --help`
+//! `cargo run --release -p sluice-benches --bin ingest-bench -- --help`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
