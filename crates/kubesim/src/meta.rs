@@ -330,7 +330,9 @@ mod tests {
         let service = NameRule::of("", "services");
         assert_eq!(service, NameRule::Dns1035Label);
         assert!(service.violation("orders-o").is_none());
-        let digit = service.violation("1abc-o").expect("a digit first is refused");
+        let digit = service
+            .violation("1abc-o")
+            .expect("a digit first is refused");
         assert!(digit.contains("DNS-1035"), "{digit}");
         let long = service.violation(&"a".repeat(64)).expect("64 characters");
         assert!(long.contains("no more than 63"), "{long}");
@@ -342,7 +344,11 @@ mod tests {
         let deployment = NameRule::of("apps", "deployments");
         assert!(deployment.violation("1abc.route").is_none());
         assert!(deployment.violation(&"a".repeat(254)).is_some());
-        assert!(NameRule::of("sluice.dev", "pipelines").violation("1abc").is_none());
+        assert!(
+            NameRule::of("sluice.dev", "pipelines")
+                .violation("1abc")
+                .is_none()
+        );
 
         let role = NameRule::of("rbac.authorization.k8s.io", "clusterroles");
         assert!(role.violation("system:controller:x").is_none());

@@ -1803,7 +1803,8 @@ async fn a_dependent_with_two_owners_survives_one_of_them() -> TestResult {
 async fn a_dependent_written_after_its_owner_is_gone_is_collected() -> TestResult {
     let sim = Sim::start().await;
     let owner = sim.configmap("default", "owner", json!({})).await;
-    sim.delete("/api/v1/namespaces/default/configmaps/owner").await;
+    sim.delete("/api/v1/namespaces/default/configmaps/owner")
+        .await;
     // An owner deleted and created again has a new uid: the old reference points at nothing.
     let again = sim.configmap("default", "owner", json!({})).await;
     assert_ne!(again["metadata"]["uid"], owner["metadata"]["uid"]);
