@@ -195,16 +195,15 @@ pub async fn create_tenant(
         })
     })
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &caller,
         Some(&name),
         "tenant.create",
         &format!("tenants/{name}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Lists tenants (platform admins), in name order.
@@ -279,16 +278,15 @@ async fn update_spec(
         Ok(axum::Json(TenantView::new(&access.tenant, updated)))
     }
     .await;
-    audit::record(
+    audit::recorded(
         state,
         &access.caller,
         Some(&name),
         action,
         &format!("tenants/{name}"),
-        audit::Outcome::of(&result, 200),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Changes a tenant with a JSON merge patch (RFC 7396) of `{"spec": {...}}`: quota, isolation,
@@ -390,16 +388,15 @@ pub async fn delete_tenant(
         })
     }
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &access.caller,
         Some(&name),
         "tenant.delete",
         &format!("tenants/{name}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 #[cfg(test)]
