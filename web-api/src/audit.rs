@@ -121,16 +121,17 @@ pub struct AuditEntry {
 
 impl From<AuditRow> for AuditEntry {
     fn from(r: AuditRow) -> Self {
+        let e = r.entry;
         AuditEntry {
             id: r.id,
-            at: format_ms(r.at),
-            actor: r.actor,
-            tenant: r.tenant,
-            action: r.action,
-            object: r.object,
-            source: r.source,
-            status: r.status,
-            outcome: r.outcome,
+            at: format_ms(e.at),
+            actor: e.actor,
+            tenant: e.tenant,
+            action: e.action,
+            object: e.object,
+            source: e.source,
+            status: e.status,
+            outcome: e.outcome,
         }
     }
 }

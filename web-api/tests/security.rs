@@ -32,7 +32,7 @@ async fn audit_actions(app: &TestApp) -> Vec<(String, String, i32)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|a| (a.action, a.object, a.status))
+        .map(|a| (a.entry.action, a.entry.object, a.entry.status))
         .collect()
 }
 
