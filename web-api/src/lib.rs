@@ -77,7 +77,7 @@ impl AppState {
         auth: Authenticator,
         metrics: Metrics,
     ) -> Self {
-        let ingest = Ingest::new(None, config.ingest_replicas, config.token_cache_ttl);
+        let ingest = Ingest::new(None, &config);
         AppState {
             config: Arc::new(config),
             auth_store: store.clone(),
@@ -94,11 +94,7 @@ impl AppState {
 
     /// The state with events ingested to this JetStream (without one, ingest answers 503).
     pub fn with_jetstream(mut self, jetstream: async_nats::jetstream::Context) -> Self {
-        self.ingest = Arc::new(Ingest::new(
-            Some(jetstream),
-            self.config.ingest_replicas,
-            self.config.token_cache_ttl,
-        ));
+        self.ingest = Arc::new(Ingest::new(Some(jetstream), &self.config));
         self
     }
 
