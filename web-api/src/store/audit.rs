@@ -54,21 +54,19 @@ pub struct AuditFilter {
 impl Store {
     /// Appends an audit record.
     pub async fn insert_audit(&self, a: &NewAudit) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
+        execute!(
+            self,
             "INSERT INTO audit_log (at, actor, tenant, action, object, source, status, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        )
-        .bind(a.at)
-        .bind(&a.actor)
-        .bind(&a.tenant)
-        .bind(&a.action)
-        .bind(&a.object)
-        .bind(&a.source)
-        .bind(a.status)
-        .bind(&a.outcome)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            a.at,
+            &a.actor,
+            &a.tenant,
+            &a.action,
+            &a.object,
+            &a.source,
+            a.status,
+            &a.outcome
+        )?;
         Ok(())
     }
 

@@ -32,24 +32,20 @@ impl Store {
         hash: &str,
         now: i64,
     ) -> Result<Idempotency, StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM idempotency_keys WHERE created_at < $1"
-        )
-        .bind(now - IDEMPOTENCY_TTL_MS)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        let inserted = on_pool!(self, |p| sqlx::query(
+        execute!(
+            self,
+            "DELETE FROM idempotency_keys WHERE created_at < $1",
+            now - IDEMPOTENCY_TTL_MS
+        )?;
+        let inserted = execute!(
+            self,
             "INSERT INTO idempotency_keys (scope, idem_key, request_hash, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, idem_key) DO NOTHING"
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(hash)
-        .bind(now)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, idem_key) DO NOTHING",
+            scope,
+            key,
+            hash,
+            now
+        )?;
         if inserted == 1 {
             return Ok(Idempotency::Fresh);
         }
@@ -83,29 +79,25 @@ impl Store {
         status: u16,
         body: &str,
     ) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "UPDATE idempotency_keys SET status = $1, body = $2 WHERE scope = $3 AND idem_key = $4"
-        )
-        .bind(i32::from(status))
-        .bind(body)
-        .bind(scope)
-        .bind(key)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        execute!(
+            self,
+            "UPDATE idempotency_keys SET status = $1, body = $2 WHERE scope = $3 AND idem_key = $4",
+            i32::from(status),
+            body,
+            scope,
+            key
+        )?;
         Ok(())
     }
 
     /// Forgets a claimed key (the request failed in a way a retry may fix).
     pub async fn idempotency_abort(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND status IS NULL"
-        )
-        .bind(scope)
-        .bind(key)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        execute!(
+            self,
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND status IS NULL",
+            scope,
+            key
+        )?;
         Ok(())
     }
 }

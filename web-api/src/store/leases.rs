@@ -69,20 +69,18 @@ impl Store {
         loop {
             let now = chrono::Utc::now().timestamp_millis();
             let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-            let taken = on_pool!(self, |p| sqlx::query(
+            let taken = execute!(
+                self,
                 "INSERT INTO tenant_leases (tenant_id, holder, expires_at) \
                  SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) \
                  ON CONFLICT (tenant_id) DO UPDATE \
                  SET holder = excluded.holder, expires_at = excluded.expires_at \
-                 WHERE tenant_leases.expires_at < $4"
-            )
-            .bind(tenant_id)
-            .bind(&holder)
-            .bind(until)
-            .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+                 WHERE tenant_leases.expires_at < $4",
+                tenant_id,
+                &holder,
+                until,
+                now
+            )?;
             if taken == 1 {
                 return Ok(TenantLock {
                     store: self.clone(),
@@ -112,14 +110,12 @@ impl Store {
     }
 
     pub(super) async fn drop_lease(&self, tenant_id: &str, holder: &str) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM tenant_leases WHERE tenant_id = $1 AND holder = $2"
-        )
-        .bind(tenant_id)
-        .bind(holder)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        execute!(
+            self,
+            "DELETE FROM tenant_leases WHERE tenant_id = $1 AND holder = $2",
+            tenant_id,
+            holder
+        )?;
         Ok(())
     }
 }

@@ -79,6 +79,18 @@ macro_rules! on_pool {
     };
 }
 
+/// Runs one statement with these values bound to `$1`, `$2`, ... on whichever pool the store
+/// has; the number of rows it touched.
+macro_rules! execute {
+    ($store:expr, $sql:expr $(, $value:expr)* $(,)?) => {
+        on_pool!($store, |p| sqlx::query($sql)
+            $(.bind($value))*
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+    };
+}
+
 mod audit;
 mod idempotency;
 mod leases;

@@ -1,7 +1,7 @@
 //! Platform tokens (`api_tokens` rows without a tenant): list, revoke, and the bootstrap
 //! token's replacement by name.
 
-use super::tokens::TOKEN_COLUMNS;
+use super::tokens::select_tokens;
 use super::{Store, StoreError, TokenRow};
 
 impl Store {
@@ -11,10 +11,8 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<TokenRow>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id \
-             WHERE t.scope = '' AND ($1 IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2"
-        );
+        let sql =
+            select_tokens("t.scope = '' AND ($1 IS NULL OR t.id > $1) ORDER BY t.id LIMIT $2");
         Ok(on_pool!(self, |p| sqlx::query_as::<_, TokenRow>(
             sqlx::AssertSqlSafe(sql.clone())
         )
@@ -30,15 +28,7 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<TokenRow>, StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 \
-             WHERE scope = '' AND id = $2 AND revoked_at IS NULL"
-        )
-        .bind(now)
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        self.revoke_live_platform_tokens(By::Id, id, now).await?;
         match self.token(id).await? {
             Some(t) if t.tenant_id.is_none() => Ok(Some(t)),
             _ => Ok(None),
@@ -51,16 +41,33 @@ impl Store {
         name: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, |p| sqlx::query(
+        Ok(self
+            .revoke_live_platform_tokens(By::Name, name, now)
+            .await?
+            > 0)
+    }
+
+    /// Marks the live platform tokens whose `by` column is `value` revoked at `now`; how many.
+    async fn revoke_live_platform_tokens(
+        &self,
+        by: By,
+        value: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let column = match by {
+            By::Id => "id",
+            By::Name => "name",
+        };
+        let sql = format!(
             "UPDATE api_tokens SET revoked_at = $1 \
-             WHERE scope = '' AND name = $2 AND revoked_at IS NULL"
-        )
-        .bind(now)
-        .bind(name)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(n > 0)
+             WHERE scope = '' AND {column} = $2 AND revoked_at IS NULL"
+        );
+        Ok(execute!(
+            self,
+            sqlx::AssertSqlSafe(sql.clone()),
+            now,
+            value
+        )?)
     }
 
     /// Deletes the platform token called `name` if it expired or was revoked before `now`, so
@@ -70,15 +77,20 @@ impl Store {
         name: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = execute!(
+            self,
             "DELETE FROM api_tokens WHERE scope = '' AND name = $1 \
-             AND (expires_at <= $2 OR revoked_at IS NOT NULL)"
-        )
-        .bind(name)
-        .bind(now)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             AND (expires_at <= $2 OR revoked_at IS NOT NULL)",
+            name,
+            now
+        )?;
         Ok(n > 0)
     }
+}
+
+/// Which column names the platform token to revoke.
+#[derive(Debug, Clone, Copy)]
+enum By {
+    Id,
+    Name,
 }

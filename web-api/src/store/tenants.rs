@@ -18,16 +18,14 @@ pub struct TenantRow {
 impl Store {
     /// Registers a tenant; [`StoreError::Duplicate`] if the name is taken.
     pub async fn insert_tenant(&self, row: &TenantRow) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "INSERT INTO tenants (id, name, created_at, created_by) VALUES ($1, $2, $3, $4)"
+        execute!(
+            self,
+            "INSERT INTO tenants (id, name, created_at, created_by) VALUES ($1, $2, $3, $4)",
+            &row.id,
+            &row.name,
+            row.created_at,
+            &row.created_by
         )
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(row.created_at)
-        .bind(&row.created_by)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(map_unique)?;
         Ok(())
     }
@@ -61,25 +59,9 @@ impl Store {
     /// Removes a tenant from the registry, with its tokens.
     pub async fn delete_tenant(&self, id: &str) -> Result<bool, StoreError> {
         // Tokens go explicitly too, so that SQLite files opened without foreign keys agree.
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM api_tokens WHERE tenant_id = $1"
-        )
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM tenant_leases WHERE tenant_id = $1"
-        )
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        let done = on_pool!(self, |p| sqlx::query("DELETE FROM tenants WHERE id = $1")
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        execute!(self, "DELETE FROM api_tokens WHERE tenant_id = $1", id)?;
+        execute!(self, "DELETE FROM tenant_leases WHERE tenant_id = $1", id)?;
+        let done = execute!(self, "DELETE FROM tenants WHERE id = $1", id)?;
         Ok(done > 0)
     }
 }

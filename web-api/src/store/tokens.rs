@@ -56,41 +56,45 @@ pub struct NewToken<'a> {
 }
 
 /// The columns of a [`TokenRow`], with its tenant's name.
-pub(super) const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, n.name AS tenant_name, t.name, t.role, \
+const TOKEN_COLUMNS: &str = "t.id, t.tenant_id, n.name AS tenant_name, t.name, t.role, \
      t.token_hash, t.created_at, t.created_by, t.expires_at, t.last_used_at, t.revoked_at, \
      t.description";
+
+/// The query of the token rows (with their tenant's name) matching `condition`, which may
+/// order and limit them too.
+pub(super) fn select_tokens(condition: &str) -> String {
+    format!(
+        "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id \
+         WHERE {condition}"
+    )
+}
 
 impl Store {
     /// Inserts a token; [`StoreError::Duplicate`] when its name is taken in its tenant.
     /// Returns whether it was inserted.
     pub async fn insert_token(&self, t: &NewToken<'_>) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
+        execute!(
+            self,
             "INSERT INTO api_tokens (id, scope, tenant_id, name, role, token_hash, created_at, \
-             created_by, expires_at, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+             created_by, expires_at, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            t.id,
+            t.tenant_id.unwrap_or(""),
+            t.tenant_id,
+            t.name,
+            t.role,
+            t.token_hash,
+            t.created_at,
+            t.created_by,
+            t.expires_at,
+            t.description
         )
-        .bind(t.id)
-        .bind(t.tenant_id.unwrap_or(""))
-        .bind(t.tenant_id)
-        .bind(t.name)
-        .bind(t.role)
-        .bind(t.token_hash)
-        .bind(t.created_at)
-        .bind(t.created_by)
-        .bind(t.expires_at)
-        .bind(t.description)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))
         .map_err(map_unique)?;
         Ok(())
     }
 
     /// A token by its `jti`.
     pub async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id \
-             WHERE t.id = $1"
-        );
+        let sql = select_tokens("t.id = $1");
         Ok(on_pool!(self, |p| sqlx::query_as::<_, TokenRow>(
             sqlx::AssertSqlSafe(sql.clone())
         )
@@ -106,10 +110,8 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<TokenRow>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens t LEFT JOIN tenants n ON n.id = t.tenant_id \
-             WHERE t.tenant_id = $1 AND ($2 IS NULL OR t.id > $2) ORDER BY t.id LIMIT $3"
-        );
+        let sql =
+            select_tokens("t.tenant_id = $1 AND ($2 IS NULL OR t.id > $2) ORDER BY t.id LIMIT $3");
         Ok(on_pool!(self, |p| sqlx::query_as::<_, TokenRow>(
             sqlx::AssertSqlSafe(sql.clone())
         )
@@ -127,16 +129,14 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<Option<TokenRow>, StoreError> {
-        on_pool!(self, |p| sqlx::query(
+        execute!(
+            self,
             "UPDATE api_tokens SET revoked_at = $1 \
-             WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL"
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+             WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
+            now,
+            tenant_id,
+            id
+        )?;
         match self.token(id).await? {
             Some(t) if t.tenant_id.as_deref() == Some(tenant_id) => Ok(Some(t)),
             _ => Ok(None),
@@ -145,14 +145,12 @@ impl Store {
 
     /// Records that a token was used.
     pub async fn touch_token(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2"
-        )
-        .bind(now)
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        execute!(
+            self,
+            "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2",
+            now,
+            id
+        )?;
         Ok(())
     }
 }
