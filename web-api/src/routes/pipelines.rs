@@ -118,11 +118,7 @@ fn validate_spec(spec: &PipelineSpec) -> Result<(), ApiError> {
         .into_iter()
         .map(FieldProblem::from)
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errors))
-    }
+    ApiError::check_fields(errors)
 }
 
 /// What a change of a pipeline holds from its quota check to its write: the tenant's lease,

@@ -106,6 +106,19 @@ pub async fn lock(state: &AppState, tenant: &TenantRow) -> Result<TenantLock, Ap
     })
 }
 
+/// Records `action` on the object `name` in the audit log and hands `result` back.
+async fn audited<K: Resource, T: audit::Answer>(
+    state: &AppState,
+    access: &TenantAccess<K::Write>,
+    action: &str,
+    name: &str,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let object = format!("{}/{name}", K::PLURAL);
+    let tenant = Some(access.tenant.name.as_str());
+    audit::recorded(state, &access.caller, tenant, action, &object, result).await
+}
+
 fn to_json(view: impl Serialize) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(view).map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -142,16 +155,7 @@ pub async fn create<K: Resource>(
         })
     })
     .await;
-    let object = format!("{}/{name}", K::PLURAL);
-    audit::recorded(
-        state,
-        &access.caller,
-        Some(tenant),
-        &action,
-        &object,
-        result,
-    )
-    .await
+    audited::<K, _>(state, access, &action, name, result).await
 }
 
 /// One page of the tenant's objects, with its next cursor (an empty page while the tenant's
@@ -240,8 +244,7 @@ pub async fn change<K: Resource>(
         Ok(axum::Json(K::view(tenant, updated)))
     }
     .await;
-    let object = format!("{}/{name}", K::PLURAL);
-    audit::recorded(state, &access.caller, Some(tenant), action, &object, result).await
+    audited::<K, _>(state, access, action, name, result).await
 }
 
 /// Deletes the object `name`: 202 with the object while the operator's finalizer cleans up,
@@ -268,15 +271,5 @@ pub async fn delete<K: Resource>(
         })
     }
     .await;
-    let action = format!("{}.delete", K::KIND);
-    let object = format!("{}/{name}", K::PLURAL);
-    audit::recorded(
-        state,
-        &access.caller,
-        Some(tenant),
-        &action,
-        &object,
-        result,
-    )
-    .await
+    audited::<K, _>(state, access, &format!("{}.delete", K::KIND), name, result).await
 }

@@ -127,11 +127,7 @@ pub fn validate_spec(spec: &StreamSpec) -> Result<(), ApiError> {
             format!("is not a valid JSON Schema: {e}"),
         ));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errors))
-    }
+    ApiError::check_fields(errors)
 }
 
 impl Resource for Stream {

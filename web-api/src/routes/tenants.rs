@@ -105,11 +105,7 @@ fn validate_spec(name: &str, spec: &TenantSpec) -> Result<(), ApiError> {
             e.into()
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errors))
-    }
+    ApiError::check_fields(errors)
 }
 
 /// Why `name` may not be a tenant's name, if it is reserved: listed in
