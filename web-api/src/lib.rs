@@ -23,6 +23,7 @@ pub mod quota;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tenant_id;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -33,6 +34,7 @@ pub use config::{
     DEFAULT_INGEST_MAX_REJECTIONS, DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS,
     DEFAULT_INGEST_TIMEOUT_SECS, DEFAULT_RESERVED_TENANT_NAMES, INGEST_MAX_ACK_INFLIGHT,
 };
+pub use tenant_id::TenantId;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -64,7 +66,7 @@ pub struct AppState {
     pub auth_store: Store,
     /// Readiness bookkeeping of `/readyz`.
     pub readiness: Arc<routes::health::Readiness>,
-    tenants: Arc<RwLock<HashMap<String, (TenantRow, Instant)>>>,
+    tenants: Arc<RwLock<HashMap<TenantId, (TenantRow, Instant)>>>,
     gates: Arc<quota::Gates>,
 }
 
@@ -146,7 +148,10 @@ impl AppState {
     }
 
     /// A tenant's registry row, cached for [`Config::token_cache_ttl`].
-    pub async fn tenant_row(&self, name: &str) -> Result<Option<TenantRow>, problem::ApiError> {
+    pub async fn tenant_row(
+        &self,
+        name: &TenantId,
+    ) -> Result<Option<TenantRow>, problem::ApiError> {
         {
             let cache = self.tenants.read().unwrap_or_else(|e| e.into_inner());
             if let Some((row, at)) = cache.get(name)
@@ -162,7 +167,7 @@ impl AppState {
                 if cache.len() > 100_000 {
                     cache.clear();
                 }
-                cache.insert(name.to_string(), (r.clone(), Instant::now()));
+                cache.insert(name.clone(), (r.clone(), Instant::now()));
             }
             None => {
                 cache.remove(name);

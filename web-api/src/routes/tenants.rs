@@ -20,7 +20,7 @@ use crate::pagination::{PageParams, Query, encode_cursor, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::store::{StoreError, TenantRow};
-use crate::{AppState, audit, format_ms, idempotency};
+use crate::{AppState, TenantId, audit, format_ms, idempotency};
 
 /// Body of `POST /v1/tenants`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -111,8 +111,12 @@ fn validate_spec(name: &str, spec: &TenantSpec) -> Result<(), ApiError> {
 /// Why `name` may not be a tenant's name, if it is reserved: listed in
 /// [`crate::Config::reserved_tenant_names`], or its namespace `sluice-<name>` is the namespace
 /// Sluice is installed in.
-pub fn reserved_name_problem(name: &str, config: &crate::Config) -> Option<String> {
-    if config.reserved_tenant_names.iter().any(|r| r == name) {
+pub fn reserved_name_problem(name: &TenantId, config: &crate::Config) -> Option<String> {
+    if config
+        .reserved_tenant_names
+        .iter()
+        .any(|r| r == name.as_str())
+    {
         return Some(format!("{name:?} is a reserved tenant name"));
     }
     let namespace = names::tenant_namespace(name);
@@ -152,12 +156,13 @@ pub async fn create_tenant(
     let name = req.name.clone();
     let result = idempotency::run(&state, "", &headers, &fingerprint, || async {
         validate_spec(&req.name, &req.spec)?;
-        if let Some(m) = reserved_name_problem(&req.name, &state.config) {
+        let name = TenantId::parse(&req.name).map_err(|e| ApiError::field("name", e.0))?;
+        if let Some(m) = reserved_name_problem(&name, &state.config) {
             return Err(ApiError::field("name", m));
         }
         let row = TenantRow {
             id: uuid::Uuid::new_v4().to_string(),
-            name: req.name.clone(),
+            name: name.to_string(),
             created_at: chrono::Utc::now().timestamp_millis(),
             created_by: caller.principal.actor.clone(),
         };
@@ -405,10 +410,11 @@ mod tests {
             install_namespace: Some("sluice-ops".into()),
             ..crate::Config::default()
         };
+        let problem = |name: &str| reserved_name_problem(&TenantId::parse(name).unwrap(), &config);
         for name in ["system", "kube", "default", "admin", "platform", "ops"] {
-            assert!(reserved_name_problem(name, &config).is_some(), "{name}");
+            assert!(problem(name).is_some(), "{name}");
         }
-        assert_eq!(reserved_name_problem("acme", &config), None);
-        assert_eq!(reserved_name_problem("systems", &config), None);
+        assert_eq!(problem("acme"), None);
+        assert_eq!(problem("systems"), None);
     }
 }
