@@ -23,8 +23,8 @@ use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::quota::{check_change, usage_of};
-use crate::routes::resource::{self, Resource, lock, not_found, ready_tenant};
-use crate::store::{TenantLock, TenantRow};
+use crate::routes::resource::{self, Resource, Site, lock, not_found, ready_tenant};
+use crate::store::TenantLock;
 
 /// Body of `POST /v1/tenants/{tenant}/pipelines`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -155,14 +155,13 @@ impl Resource for Pipeline {
         Ok(())
     }
 
-    async fn admit_create(
-        state: &AppState,
-        tenant: &str,
-        t: &Tenant,
-        name: &str,
-        spec: &PipelineSpec,
-    ) -> Result<(), ApiError> {
-        let all = state.kube.all_pipelines(tenant).await?;
+    async fn admit_create(site: Site<'_>, t: &Tenant, spec: &PipelineSpec) -> Result<(), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
+        let all = state.kube.all_pipelines(&tenant.name).await?;
         if all.iter().any(|p| p.metadata.name.as_deref() == Some(name)) {
             return Err(ApiError::AlreadyExists(format!(
                 "pipeline {name:?} already exists"
@@ -172,11 +171,12 @@ impl Resource for Pipeline {
         check_change(&tenant_limits(&t.spec), used, None, spec, t.spec.suspend)
     }
 
-    async fn begin_change(
-        state: &AppState,
-        tenant: &TenantRow,
-        name: &str,
-    ) -> Result<(Pipeline, PipelineHold), ApiError> {
+    async fn begin_change(site: Site<'_>) -> Result<(Pipeline, PipelineHold), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
         let t = ready_tenant(state, &tenant.name).await?;
         let lock = lock(state, tenant).await?;
         let all = state.kube.all_pipelines(&tenant.name).await?;

@@ -45,22 +45,18 @@ pub trait Resource:
     /// Refuses a change of a field that cannot change (422 naming it).
     fn check_immutable(current: &Self::Spec, new: &Self::Spec) -> Result<(), ApiError>;
 
-    /// Checks, under the tenant's lock, that no object `name` exists yet and that a new one
-    /// with `spec` fits the tenant `t`'s quota.
+    /// Checks, under the tenant's lock, that no object of the site's name exists yet and that
+    /// a new one with `spec` fits the quota of the tenant's object `t`.
     fn admit_create(
-        state: &AppState,
-        tenant: &str,
+        site: Site<'_>,
         t: &Tenant,
-        name: &str,
         spec: &Self::Spec,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
-    /// Reads the object `name` to change (404 when absent), with what the change holds until
-    /// it is written.
+    /// Reads the object at `site` to change (404 when absent), with what the change holds
+    /// until it is written.
     fn begin_change(
-        state: &AppState,
-        tenant: &TenantRow,
-        name: &str,
+        site: Site<'_>,
     ) -> impl Future<Output = Result<(Self, Self::Hold), ApiError>> + Send;
 
     /// Checks the new spec of a change against the quota.
@@ -71,6 +67,18 @@ pub trait Resource:
 
     /// Forgets what this replica cached about the object after a change or delete.
     fn forget(state: &AppState, tenant: &str, name: &str);
+}
+
+/// Where a write goes: the tenant (its registry row) and the object's name, with the state
+/// that reaches them.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// Everything handlers share.
+    pub state: &'a AppState,
+    /// The tenant.
+    pub tenant: &'a TenantRow,
+    /// The object's name.
+    pub name: &'a str,
 }
 
 /// The 404 of an object of kind `K` that does not exist.
@@ -141,7 +149,12 @@ pub async fn create<K: Resource>(
         K::validate(spec)?;
         let t = ready_tenant(state, tenant).await?;
         let lock = lock(state, &access.tenant).await?;
-        K::admit_create(state, tenant, &t, name, spec).await?;
+        let site = Site {
+            state,
+            tenant: &access.tenant,
+            name,
+        };
+        K::admit_create(site, &t, spec).await?;
         let created = state
             .kube
             .create_object::<K>(tenant, name, spec.clone())
@@ -219,7 +232,12 @@ pub async fn change<K: Resource>(
 ) -> Result<axum::Json<K::View>, ApiError> {
     let tenant = access.tenant.name.as_str();
     let result = async {
-        let (current, hold) = K::begin_change(state, &access.tenant, name).await?;
+        let site = Site {
+            state,
+            tenant: &access.tenant,
+            name,
+        };
+        let (current, hold) = K::begin_change(site).await?;
         if current.meta().deletion_timestamp.is_some() {
             return Err(ApiError::Conflict(format!(
                 "{} {name:?} is being deleted",

@@ -23,8 +23,7 @@ use crate::body::{self, Json, MergePatch};
 use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
-use crate::routes::resource::{self, Resource, not_found};
-use crate::store::TenantRow;
+use crate::routes::resource::{self, Resource, Site, not_found};
 
 /// Body of `POST /v1/tenants/{tenant}/streams`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -157,20 +156,19 @@ impl Resource for Stream {
         Ok(())
     }
 
-    async fn admit_create(
-        state: &AppState,
-        tenant: &str,
-        t: &Tenant,
-        name: &str,
-        _spec: &StreamSpec,
-    ) -> Result<(), ApiError> {
-        if state.kube.stream(tenant, name).await?.is_some() {
+    async fn admit_create(site: Site<'_>, t: &Tenant, _spec: &StreamSpec) -> Result<(), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
+        if state.kube.stream(&tenant.name, name).await?.is_some() {
             return Err(ApiError::AlreadyExists(format!(
                 "stream {name:?} already exists"
             )));
         }
         let used = Usage {
-            streams: state.kube.count_streams(tenant).await?,
+            streams: state.kube.count_streams(&tenant.name).await?,
             ..Default::default()
         };
         let request = Usage {
@@ -180,16 +178,13 @@ impl Resource for Stream {
         quota::check(&tenant_limits(&t.spec), used, request).map_err(ApiError::QuotaExceeded)
     }
 
-    async fn begin_change(
-        state: &AppState,
-        tenant: &TenantRow,
-        name: &str,
-    ) -> Result<(Stream, ()), ApiError> {
-        let current = state
+    async fn begin_change(site: Site<'_>) -> Result<(Stream, ()), ApiError> {
+        let current = site
+            .state
             .kube
-            .stream(&tenant.name, name)
+            .stream(&site.tenant.name, site.name)
             .await?
-            .ok_or_else(|| not_found::<Stream>(name))?;
+            .ok_or_else(|| not_found::<Stream>(site.name))?;
         Ok((current, ()))
     }
 
