@@ -4,8 +4,9 @@
 //! Tenants, Streams and Pipelines are Kubernetes objects, read and written through the
 //! Kubernetes API ([`k8s`]); the [`store`] (PostgreSQL, or an embedded SQLite file) keeps only
 //! the tenant registry, API token hashes, the audit log, idempotency keys and ingest metering.
-//! Ingested events go to NATS JetStream ([`ingest`]). [`app`] builds the router; the
-//! `sluice-api` binary is a thin command line over [`serve`] and [`migrate`].
+//! Ingested events go to NATS JetStream ([`ingest`]). [`config`] holds the settings and every
+//! default; [`server::ApiServer`] assembles the state and [`server::run`] serves it (for the
+//! `sluice-api` binary, `sluice dev` and the tests alike); [`app`] builds the router.
 
 pub mod audit;
 pub mod auth;

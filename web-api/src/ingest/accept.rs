@@ -61,7 +61,7 @@ pub struct Request<'a> {
 impl Ingest {
     /// Accepts one request's events: looks up the stream, reads and checks the body, reserves
     /// the whole cost (every event and byte received) in the tenant's bucket, publishes the
-    /// accepted events, and meters them; all within [`Bounds::timeout`]. What was read is paid
+    /// accepted events, and meters them; all within [`Bounds::timeout`](super::Bounds::timeout). What was read is paid
     /// for even when the body is refused; a failed publish is refunded.
     pub async fn accept(
         &self,

@@ -4,8 +4,7 @@
 //! migrations live in `migrations/postgres` and `migrations/sqlite` at the workspace root.
 //!
 //! One [`Store`] is the interface; its methods are written in one module per table:
-//! [`tenants`], [`leases`], [`tokens`], [`platform_tokens`], [`audit`], [`usage`] and
-//! [`idempotency`].
+//! `tenants`, `leases`, `tokens`, `platform_tokens`, `audit`, `usage` and `idempotency`.
 
 use std::str::FromStr;
 use std::time::Duration;
