@@ -324,10 +324,11 @@ pub struct DeadLetter {
     pub subject: String,
 }
 
-/// A configuration error: the field at fault and why.
+/// A configuration error: the field at fault and why. Route configs and custom resources
+/// (`sluice_crd::validate`) report their errors with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// Dotted path, e.g. `sink.url`.
+    /// Dotted path from the root of what was checked, e.g. `sink.url` or `spec.sinks[1].name`.
     pub field: String,
     /// What is wrong.
     pub message: String,

@@ -5,20 +5,8 @@
 use crate::{PipelineSpec, StreamSpec, TenantSpec};
 use sluice_core::{egress, expr, names, quota, subjects};
 
-/// One invalid field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Path from the object root, e.g. `spec.sinks[1].name`.
-    pub field: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+/// One invalid field; its path runs from the object root, e.g. `spec.sinks[1].name`.
+pub use sluice_core::route::FieldError;
 
 /// Joins errors into one human sentence.
 pub fn describe(errors: &[FieldError]) -> String {

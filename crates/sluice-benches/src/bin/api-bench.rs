@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use sluice_api::Config;
 use sluice_api::k8s::Kube;
 use sluice_api::server::ApiServer;
-use sluice_api::store::Store;
 
 #[derive(Parser)]
 #[command(about = "Measures the Sluice API on loopback")]
@@ -69,37 +68,10 @@ fn pipeline(name: &str) -> Value {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
-    // Kubernetes API: kubesim with the CRDs.
-    let cluster = kubesim::Cluster::new();
-    for crd in sluice_crd::crds() {
-        cluster
-            .apply_object(&serde_json::to_value(&crd)?, "api-bench")
-            .map_err(|e| anyhow::anyhow!("installing CRDs: {e:?}"))?;
-    }
-    let sim = kubesim::Server::start(cluster, "127.0.0.1:0".parse()?).await?;
-    let client = kube::Client::try_from(kube::Config::new(sim.url().parse()?))?;
-
-    // Store.
-    let tmp = tempfile::tempdir()?;
-    let (db_url, dropper) = if args.sqlite {
-        (
-            format!("sqlite:{}", tmp.path().join("bench.db").display()),
-            None,
-        )
-    } else {
-        let admin = Store::connect(&args.postgres, 1).await?;
-        let Store::Postgres(pool) = &admin else {
-            bail!("--postgres must be a postgres:// URL")
-        };
-        let name = format!("sluice_bench_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(pool)
-            .await?;
-        let base = args.postgres.rsplit_once('/').map(|(b, _)| b).unwrap_or("");
-        (format!("{base}/{name}"), Some((admin, name)))
-    };
-    let store = Store::connect(&db_url, 16).await?;
-    store.migrate().await?;
+    let kubernetes = sluice_benches::Kubernetes::start("api-bench").await?;
+    let client = kubernetes.client.clone();
+    let bench_store = sluice_benches::BenchStore::create(args.sqlite, &args.postgres).await?;
+    let store = bench_store.store.clone();
 
     let config = Config::default();
     let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
@@ -255,16 +227,7 @@ async fn main() -> anyhow::Result<()> {
 
     let _ = stop_tx.send(());
     server.await??;
-    if let Some((admin, name)) = dropper {
-        if let Store::Postgres(pool) = &admin {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(pool)
-            .await?;
-        }
-        admin.close().await;
-    }
-    sim.shutdown().await;
+    bench_store.drop_database().await?;
+    kubernetes.shutdown().await;
     Ok(())
 }

@@ -87,10 +87,9 @@ impl AnySink {
                 url,
                 subject,
                 credentials_file,
-            } => AnySink::JetStream(
-                nats::JetStreamSink::connect(url, subject, credentials_file.as_deref(), name)
-                    .await?,
-            ),
+            } => AnySink::JetStream(nats::JetStreamSink::from_core(
+                nats::NatsSink::connect(url, subject, credentials_file.as_deref(), name).await?,
+            )),
             SinkConfig::Http { .. } => AnySink::Http(http::HttpSink::new(config, egress)?),
             SinkConfig::Postgres { .. } => {
                 let mut sink = postgres::PostgresSink::new(config)?;

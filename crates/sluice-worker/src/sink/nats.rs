@@ -78,19 +78,13 @@ pub struct JetStreamSink {
 }
 
 impl JetStreamSink {
-    /// Connects to the NATS server.
-    pub async fn connect(
-        url: &str,
-        subject: &str,
-        credentials: Option<&str>,
-        name: &str,
-    ) -> Result<Self, SetupError> {
-        let client = client(url, credentials, name).await?;
-        Ok(JetStreamSink {
-            js: async_nats::jetstream::new(client.clone()),
-            client,
-            subject: Subject::from(subject),
-        })
+    /// A JetStream sink publishing on the connection and subject of `core`.
+    pub fn from_core(core: NatsSink) -> Self {
+        JetStreamSink {
+            js: async_nats::jetstream::new(core.client.clone()),
+            client: core.client,
+            subject: core.subject,
+        }
     }
 }
 

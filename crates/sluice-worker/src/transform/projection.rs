@@ -77,24 +77,11 @@ impl CompiledProjection {
     pub fn apply(&self, scope: &Context, event: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             CompiledProjection::Whole => json::encode(event, out).map_err(|e| e.to_string()),
-            CompiledProjection::Fields(fields) => {
-                out.push(b'{');
-                let mut first = true;
-                for f in fields {
-                    let Some(v) = lookup(event, &f.keys) else {
-                        continue;
-                    };
-                    if !first {
-                        out.push(b',');
-                    }
-                    first = false;
-                    out.extend_from_slice(&f.name);
-                    out.push(b':');
-                    json::encode(v, out).map_err(|e| e.to_string())?;
-                }
-                out.push(b'}');
-                Ok(())
-            }
+            CompiledProjection::Fields(fields) => write_object(
+                fields.iter().map(|f| (&f.name[..], lookup(event, &f.keys))),
+                out,
+                |v, out| json::encode(v, out).map_err(|e| e.to_string()),
+            ),
             CompiledProjection::Expression(program) => match program.execute(scope) {
                 Ok(v @ Value::Map(_)) => json::encode(&v, out).map_err(|e| e.to_string()),
                 Ok(other) => Err(format!(
@@ -110,21 +97,42 @@ impl CompiledProjection {
 /// Writes the kept fields of an event read as raw members (no value is decoded: nested
 /// objects on a path are scanned, the kept values copied verbatim).
 pub fn write_fields(fields: &[FieldPath], members: &json::Members<'_>, out: &mut Vec<u8>) {
+    let copied: Result<(), std::convert::Infallible> = write_object(
+        fields
+            .iter()
+            .map(|f| (&f.name[..], raw_lookup(members, &f.segments))),
+        out,
+        |raw, out| {
+            out.extend_from_slice(raw.get().as_bytes());
+            Ok(())
+        },
+    );
+    let Ok(()) = copied;
+}
+
+/// Writes a JSON object of the `(quoted name, value)` pairs whose value is found, each value
+/// written by `write_value`. `name` is the already quoted and escaped key.
+fn write_object<'a, V, E>(
+    members: impl Iterator<Item = (&'a [u8], Option<V>)>,
+    out: &mut Vec<u8>,
+    mut write_value: impl FnMut(V, &mut Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
     out.push(b'{');
     let mut first = true;
-    for f in fields {
-        let Some(raw) = raw_lookup(members, &f.segments) else {
+    for (name, value) in members {
+        let Some(value) = value else {
             continue;
         };
         if !first {
             out.push(b',');
         }
         first = false;
-        out.extend_from_slice(&f.name);
+        out.extend_from_slice(name);
         out.push(b':');
-        out.extend_from_slice(raw.get().as_bytes());
+        write_value(value, out)?;
     }
     out.push(b'}');
+    Ok(())
 }
 
 fn raw_lookup<'a>(
