@@ -1,13 +1,13 @@
 //! Status conditions, Strimzi-style: a list keyed by `type`, each with a stable `reason`;
 //! `lastTransitionTime` moves only when a condition's status flips.
 
-use sluice_crd::{Condition, ConditionStatus};
+use sluice_crd::{Condition, ConditionStatus, ConditionType};
 
 /// A condition as a reconciler wants it, before timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
-    /// `Accepted`, `Ready`, `Progressing`, `Degraded`.
-    pub type_: &'static str,
+    /// Which aspect of the object it describes.
+    pub type_: ConditionType,
     /// True, False or Unknown.
     pub status: ConditionStatus,
     /// Stable CamelCase reason.
@@ -18,7 +18,7 @@ pub struct Desired {
 
 impl Desired {
     /// A condition that holds.
-    pub fn holds(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn holds(type_: ConditionType, reason: &'static str, message: impl Into<String>) -> Self {
         Desired {
             type_,
             status: ConditionStatus::True,
@@ -28,7 +28,7 @@ impl Desired {
     }
 
     /// A condition that does not hold.
-    pub fn fails(type_: &'static str, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn fails(type_: ConditionType, reason: &'static str, message: impl Into<String>) -> Self {
         Desired {
             type_,
             status: ConditionStatus::False,
@@ -49,13 +49,13 @@ pub fn merge(
     desired
         .iter()
         .map(|d| {
-            let before = previous.iter().find(|c| c.type_ == d.type_);
+            let before = sluice_crd::condition::find(previous, d.type_);
             let last_transition_time = match before {
                 Some(b) if b.status == d.status => b.last_transition_time.clone(),
                 _ => Some(now.clone()),
             };
             Condition {
-                type_: d.type_.to_string(),
+                type_: d.type_.as_str().to_string(),
                 status: d.status,
                 reason: Some(d.reason.to_string()),
                 message: Some(d.message.clone()),
@@ -64,6 +64,22 @@ pub fn merge(
             }
         })
         .collect()
+}
+
+/// Whether a condition of `type_` with `status` is bad news (an Event of type Warning, a
+/// pipeline's headline): `Degraded` when it holds, `Progressing` never, any other type when
+/// it does not hold. A type this operator does not know is bad news when it does not hold.
+pub fn is_warning(type_: Option<ConditionType>, status: ConditionStatus) -> bool {
+    match type_ {
+        Some(ConditionType::Degraded) => status == ConditionStatus::True,
+        Some(ConditionType::Progressing) => false,
+        _ => status != ConditionStatus::True,
+    }
+}
+
+/// [`is_warning`] of a condition as it is in a status.
+pub fn warns(c: &Condition) -> bool {
+    is_warning(c.type_.parse().ok(), c.status)
 }
 
 /// The conditions whose status changed (or that are new) between two lists: what deserves an
@@ -94,14 +110,18 @@ mod tests {
         let t1 = time("2026-01-01T00:05:00Z");
         let first = merge(
             &[],
-            &[Desired::holds("Ready", "RoutesReady", "ok")],
+            &[Desired::holds(ConditionType::Ready, "RoutesReady", "ok")],
             Some(1),
             &t0,
         );
         assert_eq!(first[0].last_transition_time, Some(t0.clone()));
         let same = merge(
             &first,
-            &[Desired::holds("Ready", "RoutesReady", "still ok")],
+            &[Desired::holds(
+                ConditionType::Ready,
+                "RoutesReady",
+                "still ok",
+            )],
             Some(2),
             &t1,
         );
@@ -110,11 +130,29 @@ mod tests {
         assert!(transitions(&first, &same).is_empty());
         let flipped = merge(
             &same,
-            &[Desired::fails("Ready", "RoutesNotReady", "down")],
+            &[Desired::fails(
+                ConditionType::Ready,
+                "RoutesNotReady",
+                "down",
+            )],
             Some(2),
             &t1,
         );
         assert_eq!(flipped[0].last_transition_time, Some(t1));
         assert_eq!(transitions(&same, &flipped).len(), 1);
+    }
+
+    #[test]
+    fn warnings() {
+        use ConditionStatus::{False, True};
+        assert!(is_warning(Some(ConditionType::Degraded), True));
+        assert!(!is_warning(Some(ConditionType::Degraded), False));
+        assert!(!is_warning(Some(ConditionType::Progressing), True));
+        assert!(!is_warning(Some(ConditionType::Progressing), False));
+        for t in [ConditionType::Accepted, ConditionType::Ready] {
+            assert!(!is_warning(Some(t), True));
+            assert!(is_warning(Some(t), False));
+        }
+        assert!(!is_warning(Some(ConditionType::Suspended), True));
     }
 }

@@ -4,7 +4,8 @@
 //! - `tenant/`: the Tenant controller and what a tenant owns (`tenant/desired.rs`);
 //! - `pipeline/`: the Pipeline controller, quota admission, the routes it builds, its status;
 //! - `stream/`: the Stream controller and the broker it provisions streams in;
-//! - `children.rs`: apply-if-different and prune; `conditions.rs`: condition bookkeeping;
+//! - `children.rs`: typed children, apply-if-different and prune; `reconcile.rs`: status,
+//!   Events and the retry policy every controller shares; `conditions.rs`: condition bookkeeping;
 //! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
 //! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].
@@ -19,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod rbac;
+pub mod reconcile;
 pub mod run;
 pub mod stream;
 pub mod tenant;

@@ -3,7 +3,7 @@
 
 use crate::conditions::{self, Desired};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use sluice_crd::{ConditionStatus, PipelinePhase, PipelineStatus, RouteStatus};
+use sluice_crd::{ConditionStatus, ConditionType, PipelinePhase, PipelineStatus, RouteStatus};
 
 /// Why a pipeline is, or is not, accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl Verdict {
             Verdict::Accepted => "Admitted",
             Verdict::NoTenant(_) => "NoTenant",
             Verdict::InvalidSpec(_) => "InvalidSpec",
-            Verdict::QuotaExceeded(_) => "QuotaExceeded",
+            Verdict::QuotaExceeded(_) => super::admission::REASON_QUOTA_EXCEEDED,
             Verdict::StreamNotFound(_) => "StreamNotFound",
         }
     }
@@ -98,36 +98,48 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
         .collect();
 
     let accepted_c = if accepted {
-        Desired::holds("Accepted", i.verdict.reason(), i.verdict.message())
+        Desired::holds(
+            ConditionType::Accepted,
+            i.verdict.reason(),
+            i.verdict.message(),
+        )
     } else {
-        Desired::fails("Accepted", i.verdict.reason(), i.verdict.message())
+        Desired::fails(
+            ConditionType::Accepted,
+            i.verdict.reason(),
+            i.verdict.message(),
+        )
     };
     let ready_c = if i.suspended && accepted {
         Desired::fails(
-            "Ready",
+            ConditionType::Ready,
             "Suspended",
             "the pipeline or its tenant is suspended",
         )
     } else if routes.is_empty() {
-        Desired::fails("Ready", "NoRoutes", "no route is running")
+        Desired::fails(ConditionType::Ready, "NoRoutes", "no route is running")
     } else if all_ready {
         Desired::holds(
-            "Ready",
+            ConditionType::Ready,
             "RoutesReady",
             format!("all {} routes run their replicas", routes.len()),
         )
     } else {
         Desired::fails(
-            "Ready",
+            ConditionType::Ready,
             "RoutesNotReady",
             format!("routes not ready (ready/desired): {}", not_ready.join(", ")),
         )
     };
     let progressing_c = if rolling {
-        Desired::holds("Progressing", "RolloutInProgress", "routes are rolling out")
+        Desired::holds(
+            ConditionType::Progressing,
+            "RolloutInProgress",
+            "routes are rolling out",
+        )
     } else {
         Desired::fails(
-            "Progressing",
+            ConditionType::Progressing,
             "RolloutComplete",
             "every route runs its current configuration",
         )
@@ -141,14 +153,18 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
             })
             .collect();
         Desired::holds(
-            "Degraded",
+            ConditionType::Degraded,
             "RouteFailing",
             format!("routes failing: {}", names.join(", ")),
         )
     } else if let (Some(why), false) = (&i.dead_letter_unavailable, routes.is_empty()) {
-        Desired::holds("Degraded", "DeadLetterUnavailable", why.clone())
+        Desired::holds(
+            ConditionType::Degraded,
+            "DeadLetterUnavailable",
+            why.clone(),
+        )
     } else {
-        Desired::fails("Degraded", "NoFailures", "no route is failing")
+        Desired::fails(ConditionType::Degraded, "NoFailures", "no route is failing")
     };
     let degraded = degraded_c.status == ConditionStatus::True;
     let phase = if i.suspended && accepted {
@@ -169,10 +185,9 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
     let desired = [accepted_c, ready_c, progressing_c, degraded_c];
     let conditions = conditions::merge(&i.previous.conditions, &desired, i.generation, i.now);
     // The headline: the first condition that is not as it should be.
-    let headline = desired.iter().find(|d| match d.type_ {
-        "Accepted" | "Ready" => d.status != ConditionStatus::True,
-        _ => d.type_ == "Degraded" && d.status == ConditionStatus::True,
-    });
+    let headline = desired
+        .iter()
+        .find(|d| conditions::is_warning(Some(d.type_), d.status));
     let (reason, message) = match headline {
         Some(d) => (d.reason.to_string(), d.message.clone()),
         None => (

@@ -4,25 +4,24 @@
 
 pub mod broker;
 
-use crate::children::FIELD_MANAGER;
 use crate::conditions::{self, Desired};
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::{self, Reconciled};
 use broker::{BrokerError, StreamSettings};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use sluice_core::quota::{self, Usage};
 use sluice_core::{names, subjects};
-use sluice_crd::{ConditionStatus, Stream, StreamStatus, Tenant};
+use sluice_crd::{ConditionType, Stream, StreamStatus, Tenant};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The controller's name in metrics and logs.
-pub const CONTROLLER: &str = "stream";
+pub const CONTROLLER: &str = Stream::CONTROLLER;
 /// The finalizer that removes the broker stream.
 pub const FINALIZER: &str = "sluice.dev/broker-stream";
 
@@ -99,7 +98,7 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     match (&verdict, &tenant_name) {
         (Verdict::Accepted, Some(t)) => {
             desired.push(Desired::holds(
-                "Accepted",
+                ConditionType::Accepted,
                 "Admitted",
                 "the stream is valid and within its tenant's quota",
             ));
@@ -107,7 +106,7 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
                 Ok(st) => {
                     state = Some(st);
                     desired.push(Desired::holds(
-                        "Ready",
+                        ConditionType::Ready,
                         "Provisioned",
                         "the broker stream exists and matches the spec",
                     ));
@@ -117,22 +116,26 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
                         BrokerError::Unavailable(_) => "BrokerUnavailable",
                         BrokerError::Refused(_) => "BrokerRefused",
                     };
-                    desired.push(Desired::fails("Ready", reason, e.to_string()));
+                    desired.push(Desired::fails(ConditionType::Ready, reason, e.to_string()));
                     requeue = Duration::from_secs(10);
                 }
             }
         }
         (Verdict::Refused(reason, message), _) => {
-            desired.push(Desired::fails("Accepted", reason, message.clone()));
             desired.push(Desired::fails(
-                "Ready",
+                ConditionType::Accepted,
+                reason,
+                message.clone(),
+            ));
+            desired.push(Desired::fails(
+                ConditionType::Ready,
                 "NotAccepted",
                 "the stream is not provisioned",
             ));
         }
         (Verdict::Accepted, None) => {}
     }
-    let previous = s.status.clone().unwrap_or_default();
+    let previous = reconcile::current_status(s);
     let now = Time(jiff::Timestamp::now());
     let provisioned = state.is_some() || previous.subject.is_some();
     let next = StreamStatus {
@@ -145,32 +148,7 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
         conditions: conditions::merge(&previous.conditions, &desired, s.meta().generation, &now),
         observed_generation: s.meta().generation,
     };
-    if next != previous {
-        let patch =
-            json!({"apiVersion": sluice_crd::API_VERSION, "kind": "Stream", "status": next});
-        Api::<Stream>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&["StreamStatus"])
-            .inc();
-        let reference = s.object_ref(&());
-        for c in conditions::transitions(&previous.conditions, &next.conditions) {
-            let bad = c.status != ConditionStatus::True;
-            ctx.event(
-                &reference,
-                bad,
-                c.reason.as_deref().unwrap_or(&c.type_),
-                c.message.clone().unwrap_or_default(),
-            )
-            .await;
-        }
-    }
+    reconcile::write_status(ctx, s, &next).await?;
     Ok(Action::requeue(requeue))
 }
 
@@ -220,7 +198,7 @@ async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Er
     ) {
         Ok(()) => Ok(Verdict::Accepted),
         Err(e) => Ok(Verdict::Refused(
-            "QuotaExceeded",
+            crate::pipeline::admission::REASON_QUOTA_EXCEEDED,
             format!("admitting this stream would exceed its tenant's quota: {e}"),
         )),
     }
@@ -235,14 +213,4 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| Error::Broker(e.to_string()))?;
     }
     Ok(Action::await_change())
-}
-
-/// Retry policy after a failed reconcile: back off, never crash.
-pub fn error_policy(s: Arc<Stream>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .errors
-        .with_label_values(&[CONTROLLER, error.metric_label()])
-        .inc();
-    tracing::warn!(stream = %s.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }
