@@ -63,26 +63,12 @@ impl Scope for ClusterResourceScope {
 
 /// A kind of object the operator owns (any typed Kubernetes object).
 pub trait Child:
-    Resource<DynamicType = (), Scope: Scope>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
+    Resource<DynamicType = (), Scope: Scope> + Clone + Debug + Serialize + DeserializeOwned
 {
 }
 
 impl<K> Child for K where
-    K: Resource<DynamicType = (), Scope: Scope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static
+    K: Resource<DynamicType = (), Scope: Scope> + Clone + Debug + Serialize + DeserializeOwned
 {
 }
 

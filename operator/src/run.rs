@@ -336,11 +336,7 @@ where
             reconcile::error_policy::<Pipeline>,
             ctx.clone(),
         )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "pipeline controller");
-            }
-        })
+        .for_each(log_failure)
 }
 
 /// The Tenant controller: its children, its pipelines (through `trigger`) and its Streams.
@@ -373,11 +369,7 @@ fn tenant_controller(
             reconcile::error_policy::<Tenant>,
             ctx.clone(),
         )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "tenant controller");
-            }
-        })
+        .for_each(log_failure)
 }
 
 /// The Stream controller: a tenant's change reconciles its streams (its quota, its refusal).
@@ -405,11 +397,14 @@ fn stream_controller(
             reconcile::error_policy::<Stream>,
             ctx.clone(),
         )
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "stream controller");
-            }
-        })
+        .for_each(log_failure)
+}
+
+/// Logs a reconcile that failed (`error_policy` has counted it and retries it).
+async fn log_failure<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "controller");
+    }
 }
 
 /// The phases every pipeline reports.
