@@ -29,22 +29,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
 
-/// Errors of the operator's commands.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing the command's output failed.
-    #[error("cannot write output: {0}")]
-    Output(#[from] std::io::Error),
-    /// No Kubernetes client could be configured.
-    #[error("cannot configure a Kubernetes client (KUBECONFIG or in-cluster): {0}")]
-    Client(#[from] kube::Error),
-    /// The operator stopped with an error.
-    #[error(transparent)]
-    Run(#[from] run::RunError),
-    /// A sink CIDR flag does not parse.
-    #[error("--sink-allow-cidrs / --sink-deny-cidrs: {0}")]
-    SinkCidr(#[from] sluice_core::egress::CidrError),
-}
+pub use error::Error;
 
 /// The Sluice operator.
 #[derive(Debug, Parser)]
@@ -207,7 +192,7 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
         Command::Run(args) => {
             let options = args.options();
             sluice_core::egress::Egress::new(&options.config.sink_policy)?;
-            let client = kube::Client::try_default().await?;
+            let client = kube::Client::try_default().await.map_err(Error::Client)?;
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

@@ -2,6 +2,7 @@
 
 use crate::config::OperatorConfig;
 use crate::context::Context;
+use crate::error::Error;
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::{http, pipeline, reconcile, stream, tenant};
@@ -40,27 +41,15 @@ pub struct RunOptions {
     pub leader_election: Option<LeaseConfig>,
 }
 
-/// Errors that stop the operator.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The metrics endpoint could not listen.
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
-    /// Metrics could not be registered.
-    #[error("metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    /// This replica lost the leader lease; it must stop (and be restarted) so that only one
-    /// replica acts.
-    #[error("lost the leader lease")]
-    LostLease,
-}
+/// Errors that stop the operator: the operator's one error type.
+pub type RunError = crate::Error;
 
 /// Runs the operator until `shutdown` resolves (or the lease is lost).
 pub async fn run(
     client: Client,
     opts: RunOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), RunError> {
+) -> Result<(), Error> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
     let ready = Arc::new(AtomicBool::new(false));
@@ -127,11 +116,11 @@ async fn serve_probes(
     registry: prometheus::Registry,
     ready: Arc<AtomicBool>,
     stop: &Stop,
-) -> Result<(), RunError> {
+) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| RunError::Listen(addr, e))?;
-    tracing::info!(addr = %listener.local_addr().map_err(|e| RunError::Listen(addr, e))?, "metrics listening");
+        .map_err(|e| Error::Listen(addr, e))?;
+    tracing::info!(addr = %listener.local_addr().map_err(|e| Error::Listen(addr, e))?, "metrics listening");
     let app = http::router(http::Probe { registry, ready });
     let stopped = stop.stopped();
     tokio::spawn(async move {
@@ -150,7 +139,7 @@ async fn lead(
     controllers: impl std::future::Future<Output = ()>,
     metrics: &Metrics,
     stop: &Stop,
-) -> Result<(), RunError> {
+) -> Result<(), Error> {
     let lost = tokio::select! {
         _ = controllers => false,
         _ = leader::hold(client, lease) => true,
@@ -158,7 +147,7 @@ async fn lead(
     metrics.leader.set(0);
     if lost {
         stop.stop();
-        return Err(RunError::LostLease);
+        return Err(Error::LostLease);
     }
     leader::release(client, lease).await;
     Ok(())
