@@ -1,11 +1,14 @@
-//! The Sluice operator: kube-rs controllers that turn Tenants into isolated namespaces and
-//! Pipelines into per-sink processing routes, within quota.
+//! The Sluice operator: kube-rs controllers that turn Tenants into isolated namespaces,
+//! Streams into broker streams and Pipelines into per-sink processing routes, within quota.
 //!
 //! - `tenant/`: the Tenant controller and what a tenant owns (`tenant/desired.rs`);
-//! - `pipeline/`: the Pipeline controller, quota admission, the routes it builds, its status;
-//! - `stream/`: the Stream controller and the broker it provisions streams in;
+//! - `pipeline/`: the Pipeline controller, quota admission and re-admission, what makes a
+//!   route (`pipeline/route.rs`) and how it is built (`pipeline/desired.rs`), its status;
+//! - `stream/`: the Stream controller and the broker it provisions streams in (the only
+//!   finalizer the operator sets is the Stream's, which deletes the broker stream);
 //! - `children.rs`: typed children, apply-if-different and prune; `reconcile.rs`: status,
-//!   Events and the retry policy every controller shares; `conditions.rs`: condition bookkeeping;
+//!   Events and the retry policy every controller shares; `conditions.rs`: condition
+//!   bookkeeping; `error.rs`: the one error type;
 //! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
 //! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].

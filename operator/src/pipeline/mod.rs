@@ -37,7 +37,9 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     if p.meta().deletion_timestamp.is_some() {
-        // The garbage collector removes the routes (they are owned by the pipeline).
+        // The operator puts no finalizer on Pipelines: one is seen being deleted only while
+        // something else holds it (e.g. foreground deletion of its routes). The garbage
+        // collector removes the routes, which the pipeline owns; nothing is left to do.
         return Ok(Action::await_change());
     }
     let owner = fetch_tenant(&ns, &ctx).await?;

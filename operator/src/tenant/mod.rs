@@ -29,8 +29,10 @@ pub const CONTROLLER: &str = Tenant::CONTROLLER;
 pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
     if t.meta().deletion_timestamp.is_some() {
-        // The namespace is owned by the tenant: the garbage collector removes it, and the
-        // namespace takes everything in it.
+        // The operator puts no finalizer on Tenants: one is seen being deleted only while
+        // something else holds it (e.g. foreground deletion of its namespace). The namespace
+        // is owned by the tenant: the garbage collector removes it, and the namespace takes
+        // everything in it.
         return Ok(Action::await_change());
     }
     let ready = match refusal_condition(&t, &ctx).await? {
