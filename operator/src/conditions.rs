@@ -3,6 +3,86 @@
 
 use sluice_crd::{Condition, ConditionStatus, ConditionType};
 
+/// The reason of a condition. In status it is a stable CamelCase string, part of the API
+/// ([`Reason::as_str`]); in code, one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `Accepted`: valid and within the tenant's quota.
+    Admitted,
+    /// `Accepted`: the namespace belongs to no tenant the operator serves.
+    NoTenant,
+    /// `Accepted` (`Ready` for a Tenant): the spec is invalid.
+    InvalidSpec,
+    /// `Accepted`: admitting it would exceed the tenant's quota.
+    QuotaExceeded,
+    /// `Accepted`: a pipeline's source stream does not exist or is not provisioned.
+    StreamNotFound,
+    /// `Ready` of a suspended pipeline; `Suspended` of a suspended tenant.
+    Suspended,
+    /// `Ready`: no route is running.
+    NoRoutes,
+    /// `Ready`: every route runs its replicas.
+    RoutesReady,
+    /// `Ready`: some route runs fewer replicas than desired.
+    RoutesNotReady,
+    /// `Progressing`: routes are rolling out.
+    RolloutInProgress,
+    /// `Progressing` (False): every route runs its current configuration.
+    RolloutComplete,
+    /// `Degraded`: some route fails to roll out.
+    RouteFailing,
+    /// `Degraded`: the dead-letter stream cannot take dead events.
+    DeadLetterUnavailable,
+    /// `Degraded` (False): no route is failing.
+    NoFailures,
+    /// A pipeline's headline `reason` when every condition is as it should be.
+    Running,
+    /// `Ready` of a Tenant whose name is reserved.
+    ReservedName,
+    /// `Ready` of a Tenant whose namespace exists and was not created by the operator.
+    NamespaceConflict,
+    /// `Ready` of a Tenant whose namespace is set up.
+    NamespaceReady,
+    /// `Ready` of a Stream that is not accepted.
+    NotAccepted,
+    /// `Ready` of a Stream whose broker stream exists and matches its spec.
+    Provisioned,
+    /// `Ready` of a Stream: the broker cannot be reached.
+    BrokerUnavailable,
+    /// `Ready` of a Stream: the broker refused the stream.
+    BrokerRefused,
+}
+
+impl Reason {
+    /// The reason as it appears in status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Admitted => "Admitted",
+            Self::NoTenant => "NoTenant",
+            Self::InvalidSpec => "InvalidSpec",
+            Self::QuotaExceeded => "QuotaExceeded",
+            Self::StreamNotFound => "StreamNotFound",
+            Self::Suspended => "Suspended",
+            Self::NoRoutes => "NoRoutes",
+            Self::RoutesReady => "RoutesReady",
+            Self::RoutesNotReady => "RoutesNotReady",
+            Self::RolloutInProgress => "RolloutInProgress",
+            Self::RolloutComplete => "RolloutComplete",
+            Self::RouteFailing => "RouteFailing",
+            Self::DeadLetterUnavailable => "DeadLetterUnavailable",
+            Self::NoFailures => "NoFailures",
+            Self::Running => "Running",
+            Self::ReservedName => "ReservedName",
+            Self::NamespaceConflict => "NamespaceConflict",
+            Self::NamespaceReady => "NamespaceReady",
+            Self::NotAccepted => "NotAccepted",
+            Self::Provisioned => "Provisioned",
+            Self::BrokerUnavailable => "BrokerUnavailable",
+            Self::BrokerRefused => "BrokerRefused",
+        }
+    }
+}
+
 /// A condition as a reconciler wants it, before timestamps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
@@ -10,15 +90,15 @@ pub struct Desired {
     pub type_: ConditionType,
     /// True, False or Unknown.
     pub status: ConditionStatus,
-    /// Stable CamelCase reason.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: Reason,
     /// Human message.
     pub message: String,
 }
 
 impl Desired {
     /// A condition that holds.
-    pub fn holds(type_: ConditionType, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn holds(type_: ConditionType, reason: Reason, message: impl Into<String>) -> Self {
         Desired {
             type_,
             status: ConditionStatus::True,
@@ -28,7 +108,7 @@ impl Desired {
     }
 
     /// A condition that does not hold.
-    pub fn fails(type_: ConditionType, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn fails(type_: ConditionType, reason: Reason, message: impl Into<String>) -> Self {
         Desired {
             type_,
             status: ConditionStatus::False,
@@ -57,7 +137,7 @@ pub fn merge(
             Condition {
                 type_: d.type_.as_str().to_string(),
                 status: d.status,
-                reason: Some(d.reason.to_string()),
+                reason: Some(d.reason.as_str().to_string()),
                 message: Some(d.message.clone()),
                 last_transition_time,
                 observed_generation: generation,
@@ -110,7 +190,11 @@ mod tests {
         let t1 = time("2026-01-01T00:05:00Z");
         let first = merge(
             &[],
-            &[Desired::holds(ConditionType::Ready, "RoutesReady", "ok")],
+            &[Desired::holds(
+                ConditionType::Ready,
+                Reason::RoutesReady,
+                "ok",
+            )],
             Some(1),
             &t0,
         );
@@ -119,7 +203,7 @@ mod tests {
             &first,
             &[Desired::holds(
                 ConditionType::Ready,
-                "RoutesReady",
+                Reason::RoutesReady,
                 "still ok",
             )],
             Some(2),
@@ -132,7 +216,7 @@ mod tests {
             &same,
             &[Desired::fails(
                 ConditionType::Ready,
-                "RoutesNotReady",
+                Reason::RoutesNotReady,
                 "down",
             )],
             Some(2),
@@ -140,6 +224,20 @@ mod tests {
         );
         assert_eq!(flipped[0].last_transition_time, Some(t1));
         assert_eq!(transitions(&same, &flipped).len(), 1);
+    }
+
+    #[test]
+    fn reasons_are_their_names_in_status() {
+        for r in [
+            Reason::Admitted,
+            Reason::QuotaExceeded,
+            Reason::ReservedName,
+            Reason::NamespaceConflict,
+            Reason::DeadLetterUnavailable,
+            Reason::BrokerUnavailable,
+        ] {
+            assert_eq!(r.as_str(), format!("{r:?}"));
+        }
     }
 
     #[test]

@@ -6,12 +6,10 @@
 //! Re-admission lives here too: what decision a pipeline's status records, and when that
 //! record is out of date, so the pipeline deserves another reconcile.
 
+use crate::conditions::Reason;
 use sluice_core::quota::{self, Exceeded, Limits, Usage};
 use sluice_crd::{ConditionType, Pipeline};
 use std::collections::BTreeMap;
-
-/// `Accepted` reason of a pipeline refused for lack of quota.
-pub const REASON_QUOTA_EXCEEDED: &str = "QuotaExceeded";
 
 /// One pipeline of the tenant, as admission sees it.
 #[derive(Debug, Clone)]
@@ -92,7 +90,9 @@ pub fn recorded(p: &Pipeline) -> Recorded {
         .and_then(|s| sluice_crd::condition::find(&s.conditions, ConditionType::Accepted));
     match accepted {
         Some(c) if c.holds() => Recorded::Admitted,
-        Some(c) if c.reason.as_deref() == Some(REASON_QUOTA_EXCEEDED) => Recorded::RefusedForQuota,
+        Some(c) if c.reason.as_deref() == Some(Reason::QuotaExceeded.as_str()) => {
+            Recorded::RefusedForQuota
+        }
         _ => Recorded::Other,
     }
 }

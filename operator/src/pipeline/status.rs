@@ -1,7 +1,7 @@
 //! The status of a pipeline (pure): from the verdict on its spec and what its route
 //! Deployments report.
 
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Reason};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice_crd::{ConditionStatus, ConditionType, PipelinePhase, PipelineStatus, RouteStatus};
 
@@ -21,13 +21,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            Verdict::Accepted => "Admitted",
-            Verdict::NoTenant(_) => "NoTenant",
-            Verdict::InvalidSpec(_) => "InvalidSpec",
-            Verdict::QuotaExceeded(_) => super::admission::REASON_QUOTA_EXCEEDED,
-            Verdict::StreamNotFound(_) => "StreamNotFound",
+            Verdict::Accepted => Reason::Admitted,
+            Verdict::NoTenant(_) => Reason::NoTenant,
+            Verdict::InvalidSpec(_) => Reason::InvalidSpec,
+            Verdict::QuotaExceeded(_) => Reason::QuotaExceeded,
+            Verdict::StreamNotFound(_) => Reason::StreamNotFound,
         }
     }
 
@@ -113,34 +113,38 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
     let ready_c = if i.suspended && accepted {
         Desired::fails(
             ConditionType::Ready,
-            "Suspended",
+            Reason::Suspended,
             "the pipeline or its tenant is suspended",
         )
     } else if routes.is_empty() {
-        Desired::fails(ConditionType::Ready, "NoRoutes", "no route is running")
+        Desired::fails(
+            ConditionType::Ready,
+            Reason::NoRoutes,
+            "no route is running",
+        )
     } else if all_ready {
         Desired::holds(
             ConditionType::Ready,
-            "RoutesReady",
+            Reason::RoutesReady,
             format!("all {} routes run their replicas", routes.len()),
         )
     } else {
         Desired::fails(
             ConditionType::Ready,
-            "RoutesNotReady",
+            Reason::RoutesNotReady,
             format!("routes not ready (ready/desired): {}", not_ready.join(", ")),
         )
     };
     let progressing_c = if rolling {
         Desired::holds(
             ConditionType::Progressing,
-            "RolloutInProgress",
+            Reason::RolloutInProgress,
             "routes are rolling out",
         )
     } else {
         Desired::fails(
             ConditionType::Progressing,
-            "RolloutComplete",
+            Reason::RolloutComplete,
             "every route runs its current configuration",
         )
     };
@@ -154,17 +158,21 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
             .collect();
         Desired::holds(
             ConditionType::Degraded,
-            "RouteFailing",
+            Reason::RouteFailing,
             format!("routes failing: {}", names.join(", ")),
         )
     } else if let (Some(why), false) = (&i.dead_letter_unavailable, routes.is_empty()) {
         Desired::holds(
             ConditionType::Degraded,
-            "DeadLetterUnavailable",
+            Reason::DeadLetterUnavailable,
             why.clone(),
         )
     } else {
-        Desired::fails(ConditionType::Degraded, "NoFailures", "no route is failing")
+        Desired::fails(
+            ConditionType::Degraded,
+            Reason::NoFailures,
+            "no route is failing",
+        )
     };
     let degraded = degraded_c.status == ConditionStatus::True;
     let phase = if i.suspended && accepted {
@@ -189,9 +197,9 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
         .iter()
         .find(|d| conditions::is_warning(Some(d.type_), d.status));
     let (reason, message) = match headline {
-        Some(d) => (d.reason.to_string(), d.message.clone()),
+        Some(d) => (d.reason.as_str().to_string(), d.message.clone()),
         None => (
-            "Running".to_string(),
+            Reason::Running.as_str().to_string(),
             "every route runs its replicas".to_string(),
         ),
     };

@@ -4,7 +4,7 @@
 
 pub mod broker;
 
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::reconcile::{self, Reconciled};
@@ -66,7 +66,7 @@ enum Verdict {
     /// Valid and within quota.
     Accepted,
     /// Refused: the `Accepted` reason and message.
-    Refused(&'static str, String),
+    Refused(Reason, String),
 }
 
 /// Validate → admit → provision → status.
@@ -105,12 +105,13 @@ async fn validate_and_admit(
     };
     let errors = sluice_crd::validate::stream(&s.spec);
     Ok(match (&found, refused) {
-        (_, Some(why)) => Verdict::Refused("NoTenant", why),
-        (None, None) => {
-            Verdict::Refused("NoTenant", format!("namespace {ns} belongs to no tenant"))
-        }
+        (_, Some(why)) => Verdict::Refused(Reason::NoTenant, why),
+        (None, None) => Verdict::Refused(
+            Reason::NoTenant,
+            format!("namespace {ns} belongs to no tenant"),
+        ),
         (Some(_), None) if !errors.is_empty() => {
-            Verdict::Refused("InvalidSpec", sluice_crd::validate::describe(&errors))
+            Verdict::Refused(Reason::InvalidSpec, sluice_crd::validate::describe(&errors))
         }
         (Some(t), None) => admit(s, t, ctx).await?,
     })
@@ -147,10 +148,10 @@ fn desired_conditions(
 ) -> Vec<Desired> {
     match (verdict, provisioned) {
         (Verdict::Refused(reason, message), _) => vec![
-            Desired::fails(ConditionType::Accepted, reason, message.clone()),
+            Desired::fails(ConditionType::Accepted, *reason, message.clone()),
             Desired::fails(
                 ConditionType::Ready,
-                "NotAccepted",
+                Reason::NotAccepted,
                 "the stream is not provisioned",
             ),
         ],
@@ -158,19 +159,19 @@ fn desired_conditions(
         (Verdict::Accepted, Some(result)) => vec![
             Desired::holds(
                 ConditionType::Accepted,
-                "Admitted",
+                Reason::Admitted,
                 "the stream is valid and within its tenant's quota",
             ),
             match result {
                 Ok(_) => Desired::holds(
                     ConditionType::Ready,
-                    "Provisioned",
+                    Reason::Provisioned,
                     "the broker stream exists and matches the spec",
                 ),
                 Err(e) => {
                     let reason = match e {
-                        BrokerError::Unavailable(_) => "BrokerUnavailable",
-                        BrokerError::Refused(_) => "BrokerRefused",
+                        BrokerError::Unavailable(_) => Reason::BrokerUnavailable,
+                        BrokerError::Refused(_) => Reason::BrokerRefused,
                     };
                     Desired::fails(ConditionType::Ready, reason, e.to_string())
                 }
@@ -225,7 +226,7 @@ async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Er
     ) {
         Ok(()) => Ok(Verdict::Accepted),
         Err(e) => Ok(Verdict::Refused(
-            crate::pipeline::admission::REASON_QUOTA_EXCEEDED,
+            Reason::QuotaExceeded,
             format!("admitting this stream would exceed its tenant's quota: {e}"),
         )),
     }

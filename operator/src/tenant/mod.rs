@@ -4,7 +4,7 @@
 pub mod desired;
 
 use crate::children::{self, Keep};
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Reason};
 use crate::context::Context;
 use crate::error::Error;
 use crate::pipeline::admission;
@@ -41,7 +41,7 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
             apply(&t, &ctx).await?;
             Desired::holds(
                 ConditionType::Ready,
-                "NamespaceReady",
+                Reason::NamespaceReady,
                 format!(
                     "namespace {} is set up",
                     names::tenant_namespace(&t.name_any())
@@ -63,7 +63,7 @@ async fn refusal_condition(t: &Tenant, ctx: &Context) -> Result<Option<Desired>,
     Ok(if ctx.config.is_reserved_tenant_name(&name) {
         Some(Desired::fails(
             ConditionType::Ready,
-            REASON_RESERVED_NAME,
+            Reason::ReservedName,
             format!(
                 "the tenant name {name:?} is reserved by the platform (reserved: {}; and any \
                  name whose namespace would be {})",
@@ -74,13 +74,13 @@ async fn refusal_condition(t: &Tenant, ctx: &Context) -> Result<Option<Desired>,
     } else if !errors.is_empty() {
         Some(Desired::fails(
             ConditionType::Ready,
-            "InvalidSpec",
+            Reason::InvalidSpec,
             sluice_crd::validate::describe(&errors),
         ))
     } else if namespace_conflict(ctx, &name).await? {
         Some(Desired::fails(
             ConditionType::Ready,
-            REASON_NAMESPACE_CONFLICT,
+            Reason::NamespaceConflict,
             format!(
                 "namespace {} exists and was not created by the operator for this tenant; \
                  it is left untouched (delete or rename it, or rename the tenant)",
@@ -99,7 +99,7 @@ fn status(t: &Tenant, ready: Desired, usage: TenantUsage) -> TenantStatus {
     if t.spec.suspend {
         desired.push(Desired::holds(
             ConditionType::Suspended,
-            "Suspended",
+            Reason::Suspended,
             "every route of the tenant is scaled to zero",
         ));
     }
@@ -112,11 +112,6 @@ fn status(t: &Tenant, ready: Desired, usage: TenantUsage) -> TenantStatus {
         observed_generation: t.meta().generation,
     }
 }
-
-/// `Ready` reason of a Tenant whose name is reserved.
-pub const REASON_RESERVED_NAME: &str = "ReservedName";
-/// `Ready` reason of a Tenant whose namespace exists and was not created by the operator.
-pub const REASON_NAMESPACE_CONFLICT: &str = "NamespaceConflict";
 
 /// Whether the namespace of tenant `tenant` exists without the operator's labels for it
 /// (someone else's namespace, which the operator must not adopt).
