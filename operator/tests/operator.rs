@@ -4,7 +4,8 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ResourceQuota, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesim::PodBehaviour;
@@ -706,6 +707,44 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
         tokio::time::sleep(Duration::from_secs(3)).await;
         op.stop().await;
         assert_eq!(cluster.resource_version(), before, "a no-op reconcile wrote something");
+    });
+}
+
+#[test]
+fn a_tenant_that_stops_asking_for_its_quota_and_owners_loses_them() {
+    let sim = SimCluster::start();
+    sim.block_on(async {
+        let c = client(&sim);
+        let op = Operator::start(c.clone(), None);
+        create_tenant(&c, &tenant("acme", json!({"cpu": "2"}))).await;
+        let quotas = Api::<ResourceQuota>::namespaced(c.clone(), NS);
+        let bindings = Api::<RoleBinding>::namespaced(c.clone(), NS);
+        let present = |quota: bool, binding: bool| {
+            let (quotas, bindings) = (quotas.clone(), bindings.clone());
+            async move {
+                quotas.get_opt("sluice-quota").await.unwrap().is_some() == quota
+                    && bindings.get_opt("sluice-owners").await.unwrap().is_some() == binding
+            }
+        };
+        eventually("quota and owners' binding", || present(true, true)).await;
+        Api::<Tenant>::all(c.clone())
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"owners": [], "quota": {"cpu": null}}})),
+            )
+            .await
+            .unwrap();
+        eventually("both pruned", || present(false, false)).await;
+        // The rest of the namespace stays.
+        assert!(
+            Api::<ServiceAccount>::namespaced(c.clone(), NS)
+                .get_opt("sluice-worker")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        op.stop().await;
     });
 }
 
