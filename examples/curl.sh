@@ -5,8 +5,8 @@
 #   examples/curl.sh           # tenant globex (acme is the kubectl walkthrough's)
 #   examples/curl.sh initech
 #
-# ADMIN defaults to the bootstrap platform-admin token `sluice dev` printed on its first start
-# (it keeps a copy in its data dir).
+# ADMIN defaults to the bootstrap platform-admin token `sluice dev` writes to `admin-token` in its
+# data dir (it never prints it). Needs `curl` and `jq`.
 set -euo pipefail
 
 TENANT=${1:-globex}

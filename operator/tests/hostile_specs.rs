@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
-use sluice_tests::SimCluster;
+use sluice_testkit::SimCluster;
 
 mod common;
 use common::{Operator, client, create_namespace, eventually};

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice_core::route::{CONFIG_KEY, RouteConfig};
 use sluice_crd::{Pipeline, PipelinePhase, Stream, Tenant};
 use sluice_operator::leader::LeaseConfig;
-use sluice_tests::SimCluster;
+use sluice_testkit::SimCluster;
 use std::sync::Arc;
 
 mod common;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sluice_crd::{Stream, Tenant};
 use sluice_operator::config::OperatorConfig;
 use sluice_operator::run::{RunOptions, run};
-use sluice_tests::SimCluster;
+use sluice_testkit::SimCluster;
 use std::time::Duration;
 
 mod common;

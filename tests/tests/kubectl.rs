@@ -562,3 +562,94 @@ fn deleting_a_namespace_removes_its_content() {
     let err = sim.kubectl_err(&["create", "configmap", "c2", "-n", "t1"]);
     assert!(err.contains("namespaces \"t1\" not found"), "{err}");
 }
+
+#[test]
+fn imperative_creates_send_protobuf_that_is_decoded_whole() {
+    let sim = with_namespace();
+    let n = ["-n", "t1"];
+    for args in [
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1",
+            "--replicas=2",
+            "--port=80",
+        ][..],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        &[
+            "create",
+            "job",
+            "once",
+            "--image=busybox",
+            "--",
+            "echo",
+            "hi",
+        ],
+        &["create", "secret", "generic", "s", "--from-literal=a=b"],
+        &["create", "configmap", "c", "--from-literal=a=b"],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get",
+            "--resource=configmaps",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "bob-reads",
+            "--role=reader",
+            "--user=bob",
+        ],
+        &["create", "quota", "q", "--hard=requests.cpu=1"],
+        &[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+    ] {
+        // The namespace goes first: what follows `--` is the job's command.
+        sim.kubectl_ok(&[&n[..], args].concat());
+    }
+    let d = sim.get_json(&["deployment", "web", "-n", "t1"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "nginx:1");
+    assert_eq!(c["ports"][0]["containerPort"], 80);
+    let s = sim.get_json(&["service", "web", "-n", "t1"]);
+    assert_eq!(s["spec"]["ports"][0]["port"], 80);
+    assert_eq!(s["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(s["spec"]["type"], "ClusterIP");
+    let j = sim.get_json(&["job", "once", "-n", "t1"]);
+    let c = &j["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["command"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(j["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    let r = sim.get_json(&["role", "reader", "-n", "t1"]);
+    assert_eq!(r["rules"][0]["apiGroups"], serde_json::json!([""]));
+    assert_eq!(
+        r["rules"][0]["resources"],
+        serde_json::json!(["configmaps"])
+    );
+    let b = sim.get_json(&["rolebinding", "bob-reads", "-n", "t1"]);
+    assert_eq!(b["subjects"][0]["name"], "bob");
+    assert_eq!(b["roleRef"]["name"], "reader");
+    let q = sim.get_json(&["quota", "q", "-n", "t1"]);
+    assert_eq!(q["spec"]["hard"]["requests.cpu"], "1");
+    let p = sim.get_json(&["pdb", "web", "-n", "t1"]);
+    assert_eq!(p["spec"]["minAvailable"], 1);
+    // A Service name must be a DNS-1035 label, as in a real cluster.
+    let err = sim.kubectl_err(&[
+        "create",
+        "service",
+        "clusterip",
+        "1web",
+        "--tcp=80",
+        "-n",
+        "t1",
+    ]);
+    assert!(err.contains("Invalid value: \"1web\""), "{err}");
+}

@@ -18,12 +18,31 @@ pub struct Outcome {
     pub outcome: String,
 }
 
+/// An answer whose success status the audit log records: a [`Response`](axum::response::Response)
+/// carries its own, a JSON body is `200 OK`.
+pub trait Answer {
+    /// The HTTP status of this successful answer.
+    fn success_status(&self) -> u16;
+}
+
+impl Answer for axum::response::Response {
+    fn success_status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+impl<T> Answer for axum::Json<T> {
+    fn success_status(&self) -> u16 {
+        200
+    }
+}
+
 impl Outcome {
-    /// The outcome of a handler's result; `success_status` is the status of an `Ok`.
-    pub fn of<T>(result: &Result<T, ApiError>, success_status: u16) -> Outcome {
+    /// The outcome of a handler's result.
+    pub fn of<T: Answer>(result: &Result<T, ApiError>) -> Outcome {
         match result {
-            Ok(_) => Outcome {
-                status: success_status,
+            Ok(answer) => Outcome {
+                status: answer.success_status(),
                 outcome: "success".into(),
             },
             Err(e) => Outcome {
@@ -31,12 +50,6 @@ impl Outcome {
                 outcome: e.slug().into(),
             },
         }
-    }
-
-    /// The outcome of a handler's response.
-    pub fn of_response(result: &Result<axum::response::Response, ApiError>) -> Outcome {
-        let status = result.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
-        Outcome::of(result, status)
     }
 }
 
@@ -64,6 +77,20 @@ pub async fn record(
     if let Err(e) = state.store.insert_audit(&entry).await {
         tracing::error!(error = %e, action, object, "cannot write the audit log");
     }
+}
+
+/// Records the outcome of a write on `object` and hands its result back unchanged: the one
+/// tail of every audited handler.
+pub async fn recorded<T: Answer>(
+    state: &AppState,
+    caller: &Caller,
+    tenant: Option<&str>,
+    action: &str,
+    object: &str,
+    result: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    record(state, caller, tenant, action, object, Outcome::of(&result)).await;
+    result
 }
 
 /// One audit record.
@@ -94,16 +121,17 @@ pub struct AuditEntry {
 
 impl From<AuditRow> for AuditEntry {
     fn from(r: AuditRow) -> Self {
+        let e = r.entry;
         AuditEntry {
             id: r.id,
-            at: format_ms(r.at),
-            actor: r.actor,
-            tenant: r.tenant,
-            action: r.action,
-            object: r.object,
-            source: r.source,
-            status: r.status,
-            outcome: r.outcome,
+            at: format_ms(e.at),
+            actor: e.actor,
+            tenant: e.tenant,
+            action: e.action,
+            object: e.object,
+            source: e.source,
+            status: e.status,
+            outcome: e.outcome,
         }
     }
 }

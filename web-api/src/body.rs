@@ -30,8 +30,9 @@ pub struct Json<T>(pub T);
 #[derive(Debug, Clone)]
 pub struct MergePatch(pub Value);
 
-fn media_type(req: &Request) -> Option<String> {
-    req.headers()
+/// The media type of a request's `Content-Type` (lower case, without parameters), if any.
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -44,7 +45,7 @@ fn media_type(req: &Request) -> Option<String> {
 }
 
 async fn read_json(req: Request, state: &AppState, accepted: &[&str]) -> Result<Value, ApiError> {
-    match media_type(&req) {
+    match media_type(req.headers()) {
         Some(m) if accepted.contains(&m.as_str()) => {}
         Some(m) => {
             return Err(ApiError::UnsupportedMediaType(format!(

@@ -32,8 +32,9 @@ fn post_params() -> PostParams {
 }
 
 /// A tenant-namespaced object whose spec the API writes (Streams and Pipelines): the one way
-/// to build it and to swap its spec, so create, replace and delete are written once.
-trait SpecObject:
+/// to build it, read its spec and swap it, so get, list, create, replace and delete are
+/// written once.
+pub trait SpecObject:
     kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
     + Clone
     + std::fmt::Debug
@@ -42,6 +43,8 @@ trait SpecObject:
 {
     /// The spec type.
     type Spec;
+    /// The spec.
+    fn spec(&self) -> &Self::Spec;
     /// A new object with no status.
     fn build(metadata: ObjectMeta, spec: Self::Spec) -> Self;
     /// Replaces the spec and drops the status (the status subresource owns it).
@@ -50,6 +53,9 @@ trait SpecObject:
 
 impl SpecObject for Stream {
     type Spec = StreamSpec;
+    fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
     fn build(metadata: ObjectMeta, spec: StreamSpec) -> Self {
         Stream {
             metadata,
@@ -65,6 +71,9 @@ impl SpecObject for Stream {
 
 impl SpecObject for Pipeline {
     type Spec = PipelineSpec;
+    fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
     fn build(metadata: ObjectMeta, spec: PipelineSpec) -> Self {
         Pipeline {
             metadata,
@@ -99,10 +108,6 @@ impl Kube {
 
     fn tenants(&self) -> Api<Tenant> {
         Api::all(self.client.clone())
-    }
-
-    fn pipelines(&self, tenant: &str) -> Api<Pipeline> {
-        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
     }
 
     /// Checks the API server answers.
@@ -203,49 +208,19 @@ impl Kube {
         Ok(ns.is_some_and(|n| n.metadata.deletion_timestamp.is_none()))
     }
 
-    /// A pipeline of a tenant.
-    pub async fn pipeline(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<Option<Pipeline>, kube::Error> {
-        match self.pipelines(tenant).get_opt(name).await {
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
-            other => other,
-        }
-    }
-
-    /// One page of a tenant's pipelines.
-    pub async fn list_pipelines(
-        &self,
-        tenant: &str,
-        limit: u32,
-        continue_token: Option<&str>,
-    ) -> Result<ObjectList<Pipeline>, kube::Error> {
-        let mut lp = ListParams::default().limit(limit);
-        if let Some(c) = continue_token {
-            lp = lp.continue_token(c);
-        }
-        self.pipelines(tenant).list(&lp).await
-    }
-
     /// Every pipeline of a tenant (for quota arithmetic).
     pub async fn all_pipelines(&self, tenant: &str) -> Result<Vec<Pipeline>, kube::Error> {
         Ok(self
-            .pipelines(tenant)
+            .namespaced::<Pipeline>(tenant)
             .list(&ListParams::default())
             .await?
             .items)
     }
 
-    fn streams(&self, tenant: &str) -> Api<Stream> {
-        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
-    }
-
     /// Number of streams of a tenant that are not being deleted (as quota counts them).
     pub async fn count_streams(&self, tenant: &str) -> Result<u64, kube::Error> {
         let list = self
-            .streams(tenant)
+            .namespaced::<Stream>(tenant)
             .list_metadata(&ListParams::default())
             .await?;
         Ok(list
@@ -255,33 +230,43 @@ impl Kube {
             .count() as u64)
     }
 
-    /// A stream of a tenant.
-    pub async fn stream(&self, tenant: &str, name: &str) -> Result<Option<Stream>, kube::Error> {
-        match self.streams(tenant).get_opt(name).await {
+    fn namespaced<K: SpecObject>(&self, tenant: &str) -> Api<K> {
+        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
+    }
+
+    /// An object of a tenant; `None` when it (or the tenant's namespace) does not exist.
+    pub async fn object<K: SpecObject>(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<K>, kube::Error> {
+        match self.namespaced::<K>(tenant).get_opt(name).await {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
             other => other,
         }
     }
 
-    /// One page of a tenant's streams.
-    pub async fn list_streams(
+    /// A stream of a tenant.
+    pub async fn stream(&self, tenant: &str, name: &str) -> Result<Option<Stream>, kube::Error> {
+        self.object(tenant, name).await
+    }
+
+    /// One page of a tenant's objects of kind `K`.
+    pub async fn list_page<K: SpecObject>(
         &self,
         tenant: &str,
         limit: u32,
         continue_token: Option<&str>,
-    ) -> Result<ObjectList<Stream>, kube::Error> {
+    ) -> Result<ObjectList<K>, kube::Error> {
         let mut lp = ListParams::default().limit(limit);
         if let Some(c) = continue_token {
             lp = lp.continue_token(c);
         }
-        self.streams(tenant).list(&lp).await
+        self.namespaced::<K>(tenant).list(&lp).await
     }
 
-    fn namespaced<K: SpecObject>(&self, tenant: &str) -> Api<K> {
-        Api::namespaced(self.client.clone(), &names::tenant_namespace(tenant))
-    }
-
-    async fn create_object<K: SpecObject>(
+    /// Creates an object in the tenant's namespace, labelled as the tenant's and the API's.
+    pub async fn create_object<K: SpecObject>(
         &self,
         tenant: &str,
         name: &str,
@@ -298,7 +283,9 @@ impl Kube {
             .await
     }
 
-    async fn replace_object<K: SpecObject>(
+    /// Replaces an object's spec, failing with a conflict if it changed since `current` was
+    /// read.
+    pub async fn replace_object<K: SpecObject>(
         &self,
         tenant: &str,
         current: &K,
@@ -312,7 +299,8 @@ impl Kube {
             .await
     }
 
-    async fn delete_object<K: SpecObject>(
+    /// Deletes an object; the object when still there (the operator's finalizers pending).
+    pub async fn delete_object<K: SpecObject>(
         &self,
         tenant: &str,
         name: &str,
@@ -322,66 +310,6 @@ impl Kube {
             .delete(name, &DeleteParams::default())
             .await?
             .left())
-    }
-
-    /// Creates a stream.
-    pub async fn create_stream(
-        &self,
-        tenant: &str,
-        name: &str,
-        spec: StreamSpec,
-    ) -> Result<Stream, kube::Error> {
-        self.create_object(tenant, name, spec).await
-    }
-
-    /// Replaces a stream's spec, failing with a conflict if it changed since `current` was read.
-    pub async fn replace_stream(
-        &self,
-        tenant: &str,
-        current: &Stream,
-        spec: StreamSpec,
-    ) -> Result<Stream, kube::Error> {
-        self.replace_object(tenant, current, spec).await
-    }
-
-    /// Deletes a stream; the object when still there (the operator's finalizer removes the
-    /// broker side first).
-    pub async fn delete_stream(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<Option<Stream>, kube::Error> {
-        self.delete_object(tenant, name).await
-    }
-
-    /// Creates a pipeline.
-    pub async fn create_pipeline(
-        &self,
-        tenant: &str,
-        name: &str,
-        spec: PipelineSpec,
-    ) -> Result<Pipeline, kube::Error> {
-        self.create_object(tenant, name, spec).await
-    }
-
-    /// Replaces a pipeline's spec, failing with a conflict if it changed since `current` was
-    /// read.
-    pub async fn replace_pipeline(
-        &self,
-        tenant: &str,
-        current: &Pipeline,
-        spec: PipelineSpec,
-    ) -> Result<Pipeline, kube::Error> {
-        self.replace_object(tenant, current, spec).await
-    }
-
-    /// Deletes a pipeline; the object when still there (finalizers pending).
-    pub async fn delete_pipeline(
-        &self,
-        tenant: &str,
-        name: &str,
-    ) -> Result<Option<Pipeline>, kube::Error> {
-        self.delete_object(tenant, name).await
     }
 }
 

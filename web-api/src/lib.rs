@@ -4,12 +4,14 @@
 //! Tenants, Streams and Pipelines are Kubernetes objects, read and written through the
 //! Kubernetes API ([`k8s`]); the [`store`] (PostgreSQL, or an embedded SQLite file) keeps only
 //! the tenant registry, API token hashes, the audit log, idempotency keys and ingest metering.
-//! Ingested events go to NATS JetStream ([`ingest`]). [`app`] builds the router; the
-//! `sluice-api` binary is a thin command line over [`serve`] and [`migrate`].
+//! Ingested events go to NATS JetStream ([`ingest`]). [`config`] holds the settings and every
+//! default; [`server::ApiServer`] assembles the state and [`server::run`] serves it (for the
+//! `sluice-api` binary, `sluice dev` and the tests alike); [`app`] builds the router.
 
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod config;
 pub mod idempotency;
 pub mod ingest;
 pub mod k8s;
@@ -22,10 +24,18 @@ pub mod quota;
 pub mod routes;
 pub mod server;
 pub mod store;
+pub mod tenant_id;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+pub use config::{
+    Config, DEFAULT_INGEST_ACK_WINDOW, DEFAULT_INGEST_MAX_BODY_BYTES, DEFAULT_INGEST_MAX_EVENTS,
+    DEFAULT_INGEST_MAX_REJECTIONS, DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS,
+    DEFAULT_INGEST_TIMEOUT_SECS, DEFAULT_RESERVED_TENANT_NAMES, INGEST_MAX_ACK_INFLIGHT,
+};
+pub use tenant_id::TenantId;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -36,114 +46,6 @@ use crate::ingest::Ingest;
 use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::store::{Store, TenantRow};
-
-/// Default of [`Config::ingest_max_body_bytes`].
-pub const DEFAULT_INGEST_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-/// Default of [`Config::ingest_max_events`].
-pub const DEFAULT_INGEST_MAX_EVENTS: usize = 5000;
-/// Default of [`Config::ingest_max_rejections`].
-pub const DEFAULT_INGEST_MAX_REJECTIONS: usize = 100;
-/// Default of [`Config::ingest_ack_window`].
-pub const DEFAULT_INGEST_ACK_WINDOW: usize = 256;
-/// Publish permits of the API's broker client: acknowledgements outstanding at once over all
-/// ingest requests of one replica. [`Config::ingest_ack_window`] is at most this.
-pub const INGEST_MAX_ACK_INFLIGHT: usize = 5000;
-/// Default of [`Config::ingest_timeout`], in seconds.
-pub const DEFAULT_INGEST_TIMEOUT_SECS: u64 = 10;
-/// Default of [`Config::ingest_permit_timeout`], in milliseconds.
-pub const DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS: u64 = 1000;
-
-/// Settings of the API.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `iss` of the API tokens Sluice issues.
-    pub issuer: String,
-    /// `aud` of the API tokens Sluice issues.
-    pub audience: String,
-    /// Lifetime of new API tokens when the request does not say.
-    pub default_token_ttl: Duration,
-    /// Longest lifetime a new API token may have.
-    pub max_token_ttl: Duration,
-    /// Lifetime of the bootstrap admin token.
-    pub bootstrap_token_ttl: Duration,
-    /// How long a verified API token (and a tenant registry row) is cached; revocation and
-    /// tenant deletion take effect on other replicas within this time.
-    pub token_cache_ttl: Duration,
-    /// Largest request body, in bytes (except ingest).
-    pub max_body_bytes: usize,
-    /// Largest ingest request body, in bytes.
-    pub ingest_max_body_bytes: usize,
-    /// Most events in one ingest request; more answer 413 `too-many-events` and nothing of
-    /// the request is written.
-    pub ingest_max_events: usize,
-    /// Most rejection records in one ingest answer; `rejectedCount` counts them all.
-    pub ingest_max_rejections: usize,
-    /// Events published before their acknowledgements are awaited together; also the most
-    /// broker publish permits one request holds at once.
-    pub ingest_ack_window: usize,
-    /// Deadline of one ingest request, from its headers to its answer; past it, 503
-    /// `ingest-unavailable` with `Retry-After`.
-    pub ingest_timeout: Duration,
-    /// Longest wait of one publish for a broker publish permit (the broker client bounds the
-    /// acknowledgements outstanding over all requests); past it, 503 `ingest-unavailable`.
-    pub ingest_permit_timeout: Duration,
-    /// Number of API replicas sharing the ingest load: each replica enforces `1/N` of every
-    /// tenant's ingest rates and bursts.
-    pub ingest_replicas: u32,
-    /// How often ingest counts are written to the store.
-    pub usage_flush_interval: Duration,
-    /// Tenant names refused at creation (besides the one whose namespace is the install
-    /// namespace).
-    pub reserved_tenant_names: Vec<String>,
-    /// The namespace Sluice itself is installed in; the tenant whose namespace `sluice-<t>`
-    /// would be this one is refused.
-    pub install_namespace: Option<String>,
-    /// Longest time a request may take before it answers 503 `busy`.
-    pub request_timeout: Duration,
-    /// Longest time a client may take to send a request's head; the connection is closed after.
-    pub header_read_timeout: Duration,
-    /// Longest wait for a tenant's quota lease (held by another write of the same tenant)
-    /// before answering 503 `busy` with `Retry-After`.
-    pub quota_lock_wait: Duration,
-    /// How long `/readyz` stays ready while one dependency (the store or the Kubernetes API)
-    /// fails to answer; it turns unready at once when both fail.
-    pub readiness_grace: Duration,
-}
-
-/// The default of [`Config::reserved_tenant_names`].
-pub const DEFAULT_RESERVED_TENANT_NAMES: [&str; 5] =
-    ["system", "kube", "default", "admin", "platform"];
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            issuer: "sluice".into(),
-            audience: "sluice-api".into(),
-            default_token_ttl: Duration::from_secs(90 * 24 * 3600),
-            max_token_ttl: Duration::from_secs(366 * 24 * 3600),
-            bootstrap_token_ttl: Duration::from_secs(24 * 3600),
-            token_cache_ttl: Duration::from_secs(5),
-            max_body_bytes: 256 * 1024,
-            ingest_max_body_bytes: DEFAULT_INGEST_MAX_BODY_BYTES,
-            ingest_max_events: DEFAULT_INGEST_MAX_EVENTS,
-            ingest_max_rejections: DEFAULT_INGEST_MAX_REJECTIONS,
-            ingest_ack_window: DEFAULT_INGEST_ACK_WINDOW,
-            ingest_timeout: Duration::from_secs(DEFAULT_INGEST_TIMEOUT_SECS),
-            ingest_permit_timeout: Duration::from_millis(DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS),
-            ingest_replicas: 1,
-            usage_flush_interval: Duration::from_secs(5),
-            reserved_tenant_names: DEFAULT_RESERVED_TENANT_NAMES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            install_namespace: None,
-            request_timeout: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(10),
-            quota_lock_wait: Duration::from_secs(5),
-            readiness_grace: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Everything handlers share.
 #[derive(Clone, Debug)]
@@ -165,7 +67,7 @@ pub struct AppState {
     pub auth_store: Store,
     /// Readiness bookkeeping of `/readyz`.
     pub readiness: Arc<routes::health::Readiness>,
-    tenants: Arc<RwLock<HashMap<String, (TenantRow, Instant)>>>,
+    tenants: Arc<RwLock<HashMap<TenantId, (TenantRow, Instant)>>>,
     gates: Arc<quota::Gates>,
 }
 
@@ -178,7 +80,7 @@ impl AppState {
         auth: Authenticator,
         metrics: Metrics,
     ) -> Self {
-        let ingest = Ingest::new(None, config.ingest_replicas, config.token_cache_ttl);
+        let ingest = Ingest::new(None, &config);
         AppState {
             config: Arc::new(config),
             auth_store: store.clone(),
@@ -195,11 +97,7 @@ impl AppState {
 
     /// The state with events ingested to this JetStream (without one, ingest answers 503).
     pub fn with_jetstream(mut self, jetstream: async_nats::jetstream::Context) -> Self {
-        self.ingest = Arc::new(Ingest::new(
-            Some(jetstream),
-            self.config.ingest_replicas,
-            self.config.token_cache_ttl,
-        ));
+        self.ingest = Arc::new(Ingest::new(Some(jetstream), &self.config));
         self
     }
 
@@ -251,7 +149,10 @@ impl AppState {
     }
 
     /// A tenant's registry row, cached for [`Config::token_cache_ttl`].
-    pub async fn tenant_row(&self, name: &str) -> Result<Option<TenantRow>, problem::ApiError> {
+    pub async fn tenant_row(
+        &self,
+        name: &TenantId,
+    ) -> Result<Option<TenantRow>, problem::ApiError> {
         {
             let cache = self.tenants.read().unwrap_or_else(|e| e.into_inner());
             if let Some((row, at)) = cache.get(name)
@@ -267,7 +168,7 @@ impl AppState {
                 if cache.len() > 100_000 {
                     cache.clear();
                 }
-                cache.insert(name.to_string(), (r.clone(), Instant::now()));
+                cache.insert(name.clone(), (r.clone(), Instant::now()));
             }
             None => {
                 cache.remove(name);

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use sluice_api::auth::oidc::{JwksSource, Oidc, OidcConfig};
-use sluice_api::auth::tokens::Authenticator;
+use sluice_api::auth::oidc::{DEFAULT_JWKS_REFRESH_INTERVAL, JwksSource, Oidc, OidcConfig};
 use sluice_api::k8s::Kube;
-use sluice_api::metrics::Metrics;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
-use sluice_api::{AppState, Config};
+use sluice_api::{AppState, Config, config};
 
 #[derive(Parser)]
 #[command(name = "sluice-api", version, about = "Sluice's Web API")]
@@ -44,11 +43,11 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_MIGRATE", default_value_t = false)]
     migrate: bool,
     /// Address to listen on.
-    #[arg(long, env = "SLUICE_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "SLUICE_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Address of the metrics listener (`GET /metrics`), separate from the API port so that
     /// the Ingress never exposes it.
-    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = config::DEFAULT_METRICS_LISTEN)]
     metrics_listen: SocketAddr,
     /// File the bootstrap platform-admin token is written to (mode 0600) when one is issued.
     #[arg(long, env = "SLUICE_BOOTSTRAP_TOKEN_FILE")]
@@ -59,18 +58,15 @@ struct ServeArgs {
     bootstrap_token_secret: Option<String>,
     /// Lifetime of the bootstrap token in seconds; a new one is issued at start once it expired
     /// or was revoked.
-    #[arg(
-        long,
-        env = "SLUICE_BOOTSTRAP_TOKEN_TTL_SECONDS",
-        default_value_t = 86_400
-    )]
+    #[arg(long, env = "SLUICE_BOOTSTRAP_TOKEN_TTL_SECONDS",
+        default_value_t = config::DEFAULT_BOOTSTRAP_TOKEN_TTL_SECS)]
     bootstrap_token_ttl_seconds: u64,
     /// Tenant names refused at creation (comma-separated).
     #[arg(
         long,
         env = "SLUICE_RESERVED_TENANT_NAMES",
         value_delimiter = ',',
-        default_value = "system,kube,default,admin,platform"
+        default_values_t = config::DEFAULT_RESERVED_TENANT_NAMES.map(String::from)
     )]
     reserved_tenant_names: Vec<String>,
     /// The namespace Sluice is installed in: the tenant whose namespace `sluice-<t>` would be
@@ -78,25 +74,26 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_INSTALL_NAMESPACE")]
     install_namespace: Option<String>,
     /// Longest time a request may take; it then answers 503 with Retry-After.
-    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = config::DEFAULT_REQUEST_TIMEOUT_SECS)]
     request_timeout_seconds: u64,
     /// Longest time a client may take to send a request's head; the connection is then closed.
-    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "SLUICE_HEADER_READ_TIMEOUT_SECONDS",
+        default_value_t = config::DEFAULT_HEADER_READ_TIMEOUT_SECS)]
     header_read_timeout_seconds: u64,
     /// Longest wait for a tenant's quota lock (another write of the same tenant holds it)
     /// before answering 503 with Retry-After.
-    #[arg(long, env = "SLUICE_QUOTA_LOCK_WAIT_SECONDS", default_value_t = 5)]
+    #[arg(long, env = "SLUICE_QUOTA_LOCK_WAIT_SECONDS",
+        default_value_t = config::DEFAULT_QUOTA_LOCK_WAIT_SECS)]
     quota_lock_wait_seconds: u64,
     /// Seconds `/readyz` stays ready while only one of the store and the Kubernetes API fails.
-    #[arg(long, env = "SLUICE_READINESS_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "SLUICE_READINESS_GRACE_SECONDS",
+        default_value_t = config::DEFAULT_READINESS_GRACE_SECS)]
     readiness_grace_seconds: u64,
     /// Store connections reserved for authenticating callers (a pool of their own, so that
     /// writes cannot starve authentication).
-    #[arg(
-        long,
-        env = "SLUICE_AUTH_DATABASE_MAX_CONNECTIONS",
-        default_value_t = 4
-    )]
+    #[arg(long, env = "SLUICE_AUTH_DATABASE_MAX_CONNECTIONS",
+        default_value_t = config::DEFAULT_AUTH_DATABASE_MAX_CONNECTIONS)]
     auth_database_max_connections: u32,
     /// Kubeconfig file; in-cluster configuration or $KUBECONFIG when absent.
     #[arg(long, env = "SLUICE_KUBECONFIG")]
@@ -105,82 +102,87 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
     /// `iss` of Sluice API tokens.
-    #[arg(long, env = "SLUICE_JWT_ISSUER", default_value = "sluice")]
+    #[arg(long, env = "SLUICE_JWT_ISSUER", default_value = config::DEFAULT_ISSUER)]
     jwt_issuer: String,
     /// `aud` of Sluice API tokens.
-    #[arg(long, env = "SLUICE_JWT_AUDIENCE", default_value = "sluice-api")]
+    #[arg(long, env = "SLUICE_JWT_AUDIENCE", default_value = config::DEFAULT_AUDIENCE)]
     jwt_audience: String,
     /// Seconds a verified token is cached (revocation reaches other replicas within this).
-    #[arg(long, env = "SLUICE_TOKEN_CACHE_SECONDS", default_value_t = 5)]
+    #[arg(long, env = "SLUICE_TOKEN_CACHE_SECONDS",
+        default_value_t = config::DEFAULT_TOKEN_CACHE_SECS)]
     token_cache_seconds: u64,
     /// Largest request body in bytes.
-    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES",
+        default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Largest ingest request body in bytes (larger bodies answer 413).
     #[arg(long, env = "SLUICE_INGEST_MAX_BODY_BYTES",
-        default_value_t = sluice_api::DEFAULT_INGEST_MAX_BODY_BYTES)]
+        default_value_t = config::DEFAULT_INGEST_MAX_BODY_BYTES)]
     ingest_max_body_bytes: usize,
     /// Most events in one ingest request; more answer 413 `too-many-events` and nothing of
     /// the request is written.
     #[arg(long, env = "SLUICE_INGEST_MAX_EVENTS",
-        default_value_t = sluice_api::DEFAULT_INGEST_MAX_EVENTS)]
+        default_value_t = config::DEFAULT_INGEST_MAX_EVENTS)]
     ingest_max_events: usize,
     /// Most rejection records listed in one ingest answer (`rejectedCount` counts them all).
     #[arg(long, env = "SLUICE_INGEST_MAX_REJECTIONS",
-        default_value_t = sluice_api::DEFAULT_INGEST_MAX_REJECTIONS)]
+        default_value_t = config::DEFAULT_INGEST_MAX_REJECTIONS)]
     ingest_max_rejections: usize,
     /// Publishes whose broker acknowledgements are awaited together (the most publish
     /// permits one ingest request holds at once; at most 5000, the permits of the API's
     /// broker client).
     #[arg(long, env = "SLUICE_INGEST_ACK_WINDOW",
-        default_value_t = sluice_api::DEFAULT_INGEST_ACK_WINDOW)]
+        default_value_t = config::DEFAULT_INGEST_ACK_WINDOW)]
     ingest_ack_window: usize,
     /// Deadline of one ingest request in seconds; past it, 503 with Retry-After.
     #[arg(long, env = "SLUICE_INGEST_TIMEOUT_SECONDS",
-        default_value_t = sluice_api::DEFAULT_INGEST_TIMEOUT_SECS)]
+        default_value_t = config::DEFAULT_INGEST_TIMEOUT_SECS)]
     ingest_timeout_seconds: u64,
     /// Longest wait of one publish for a broker publish permit, in milliseconds; past it,
     /// 503 with Retry-After.
     #[arg(long, env = "SLUICE_INGEST_PERMIT_TIMEOUT_MILLIS",
-        default_value_t = sluice_api::DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS)]
+        default_value_t = config::DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS)]
     ingest_permit_timeout_millis: u64,
     /// NATS server whose JetStream receives ingested events (ingest answers 503 without it).
     #[arg(long, env = "SLUICE_NATS_URL")]
     nats_url: Option<String>,
     /// Number of API replicas sharing the ingest load: each enforces 1/N of every tenant's
     /// ingest rates and bursts.
-    #[arg(long, env = "SLUICE_INGEST_REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "SLUICE_INGEST_REPLICAS",
+        default_value_t = config::DEFAULT_INGEST_REPLICAS)]
     ingest_replicas: u32,
     /// Seconds between writes of the ingest counts to the store.
-    #[arg(long, env = "SLUICE_USAGE_FLUSH_SECONDS", default_value_t = 5)]
+    #[arg(long, env = "SLUICE_USAGE_FLUSH_SECONDS",
+        default_value_t = config::DEFAULT_USAGE_FLUSH_SECS)]
     usage_flush_seconds: u64,
     /// Maximum store connections.
-    #[arg(long, env = "SLUICE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "SLUICE_DATABASE_MAX_CONNECTIONS",
+        default_value_t = config::DEFAULT_DATABASE_MAX_CONNECTIONS)]
     database_max_connections: u32,
     /// `iss` of the OIDC issuer whose tokens are accepted (OIDC is off when absent).
     #[arg(long, env = "SLUICE_OIDC_ISSUER")]
     oidc_issuer: Option<String>,
     /// `aud` OIDC tokens must carry.
-    #[arg(long, env = "SLUICE_OIDC_AUDIENCE", default_value = "sluice-api")]
+    #[arg(long, env = "SLUICE_OIDC_AUDIENCE", default_value = config::DEFAULT_OIDC_AUDIENCE)]
     oidc_audience: String,
     /// The issuer's JWKS: a file path or an http(s):// URL.
     #[arg(long, env = "SLUICE_OIDC_JWKS")]
     oidc_jwks: Option<String>,
     /// Claim holding role values.
-    #[arg(long, env = "SLUICE_OIDC_ROLES_CLAIM", default_value = "groups")]
+    #[arg(long, env = "SLUICE_OIDC_ROLES_CLAIM",
+        default_value = config::DEFAULT_OIDC_ROLES_CLAIM)]
     oidc_roles_claim: String,
     /// Claim value granting platform-admin.
-    #[arg(
-        long,
-        env = "SLUICE_OIDC_ADMIN_VALUE",
-        default_value = "sluice-platform-admins"
-    )]
+    #[arg(long, env = "SLUICE_OIDC_ADMIN_VALUE",
+        default_value = config::DEFAULT_OIDC_ADMIN_VALUE)]
     oidc_admin_value: String,
     /// Prefix of claim values `<prefix><tenant>:<role>` granting tenant roles.
-    #[arg(long, env = "SLUICE_OIDC_TENANT_PREFIX", default_value = "sluice:")]
+    #[arg(long, env = "SLUICE_OIDC_TENANT_PREFIX",
+        default_value = config::DEFAULT_OIDC_TENANT_PREFIX)]
     oidc_tenant_prefix: String,
     /// Seconds between background loads of the OIDC JWKS.
-    #[arg(long, env = "SLUICE_OIDC_JWKS_REFRESH_SECONDS", default_value_t = 300)]
+    #[arg(long, env = "SLUICE_OIDC_JWKS_REFRESH_SECONDS",
+        default_value_t = DEFAULT_JWKS_REFRESH_INTERVAL.as_secs())]
     oidc_jwks_refresh_seconds: u64,
 }
 
@@ -257,62 +259,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("set both SLUICE_OIDC_ISSUER and SLUICE_OIDC_JWKS, or neither"),
     };
-    let config = Config {
-        issuer: args.jwt_issuer.clone(),
-        audience: args.jwt_audience.clone(),
-        token_cache_ttl: Duration::from_secs(args.token_cache_seconds),
-        max_body_bytes: args.max_body_bytes,
-        ingest_max_body_bytes: args.ingest_max_body_bytes,
-        ingest_max_events: args.ingest_max_events.max(1),
-        ingest_max_rejections: args.ingest_max_rejections,
-        ingest_ack_window: args
-            .ingest_ack_window
-            .clamp(1, sluice_api::INGEST_MAX_ACK_INFLIGHT),
-        ingest_timeout: Duration::from_secs(args.ingest_timeout_seconds.max(1)),
-        ingest_permit_timeout: Duration::from_millis(args.ingest_permit_timeout_millis.max(1)),
-        ingest_replicas: args.ingest_replicas.max(1),
-        usage_flush_interval: Duration::from_secs(args.usage_flush_seconds.max(1)),
-        bootstrap_token_ttl: Duration::from_secs(args.bootstrap_token_ttl_seconds.max(60)),
-        reserved_tenant_names: args
-            .reserved_tenant_names
-            .iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect(),
-        install_namespace: args.install_namespace.clone(),
-        request_timeout: Duration::from_secs(args.request_timeout_seconds.max(1)),
-        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds.max(1)),
-        quota_lock_wait: Duration::from_secs(args.quota_lock_wait_seconds),
-        readiness_grace: Duration::from_secs(args.readiness_grace_seconds),
-        ..Config::default()
+    let config = args.config();
+    let jetstream = match &args.nats_url {
+        Some(url) => Some(
+            sluice_api::server::connect_jetstream(url)
+                .await
+                .with_context(|| format!("NATS URL {url:?}"))?,
+        ),
+        None => {
+            tracing::warn!("no SLUICE_NATS_URL: ingest answers 503");
+            None
+        }
     };
-    let auth = Authenticator::new(
-        args.jwt_secret.as_bytes(),
-        &config.issuer,
-        &config.audience,
-        oidc,
-        config.token_cache_ttl,
-    );
-    let metrics = Metrics::new(prometheus::Registry::new())?;
-    let header_read_timeout = config.header_read_timeout;
-    let mut state = AppState::new(config, store.clone(), kube.clone(), auth, metrics)
-        .with_auth_store(auth_store);
-    if let Some(url) = &args.nats_url {
-        // Connects in the background and reconnects for ever: the API serves meanwhile, and
-        // ingest answers 503 while the broker cannot be reached.
-        let client = async_nats::ConnectOptions::new()
-            .name("sluice-api")
-            .retry_on_initial_connect()
-            .connect(url.as_str())
-            .await
-            .with_context(|| format!("NATS URL {url:?}"))?;
-        let jetstream = async_nats::jetstream::context::ContextBuilder::new()
-            .max_ack_inflight(sluice_api::INGEST_MAX_ACK_INFLIGHT)
-            .build(client);
-        state = state.with_jetstream(jetstream);
-    } else {
-        tracing::warn!("no SLUICE_NATS_URL: ingest answers 503");
-    }
+    let state = ApiServer::new(config, store, kube.clone(), args.jwt_secret.as_bytes())
+        .auth_store(auth_store)
+        .oidc(oidc)
+        .jetstream(jetstream)
+        .build()?;
     hand_over_bootstrap_token(
         &state,
         &kube,
@@ -325,32 +288,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("metrics listener {}", args.metrics_listen))?;
     tracing::info!(addr = %listener.local_addr()?, metrics = %metrics_listener.local_addr()?, "serving");
-    let flusher = state.spawn_usage_flusher();
-    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics_server = tokio::spawn(sluice_api::server::serve(
-        metrics_listener,
-        sluice_api::metrics_app(state.clone()),
-        async {
-            let _ = metrics_stopped.await;
-        },
-        header_read_timeout,
-    ));
-    sluice_api::server::serve(
-        listener,
-        sluice_api::app(state.clone()),
-        shutdown_signal(),
-        header_read_timeout,
-    )
-    .await?;
-    let _ = stop_metrics.send(());
-    let _ = metrics_server.await;
-    // The counts of the last seconds, before the store closes.
-    flusher.abort();
-    if let Err(e) = state.flush_usage().await {
-        tracing::error!(error = %e, "cannot write the last ingest counts");
-    }
-    store.close().await;
+    sluice_api::server::run(state, listener, metrics_listener, shutdown_signal()).await?;
     Ok(())
+}
+
+impl ServeArgs {
+    /// The API's settings from these flags, out-of-range values brought into range.
+    fn config(&self) -> Config {
+        Config {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            token_cache_ttl: Duration::from_secs(self.token_cache_seconds),
+            max_body_bytes: self.max_body_bytes,
+            ingest_max_body_bytes: self.ingest_max_body_bytes,
+            ingest_max_events: self.ingest_max_events.max(1),
+            ingest_max_rejections: self.ingest_max_rejections,
+            ingest_ack_window: self
+                .ingest_ack_window
+                .clamp(1, sluice_api::INGEST_MAX_ACK_INFLIGHT),
+            ingest_timeout: Duration::from_secs(self.ingest_timeout_seconds.max(1)),
+            ingest_permit_timeout: Duration::from_millis(self.ingest_permit_timeout_millis.max(1)),
+            ingest_replicas: self.ingest_replicas.max(1),
+            usage_flush_interval: Duration::from_secs(self.usage_flush_seconds.max(1)),
+            bootstrap_token_ttl: Duration::from_secs(self.bootstrap_token_ttl_seconds.max(60)),
+            reserved_tenant_names: self
+                .reserved_tenant_names
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            install_namespace: self.install_namespace.clone(),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
+            quota_lock_wait: Duration::from_secs(self.quota_lock_wait_seconds),
+            readiness_grace: Duration::from_secs(self.readiness_grace_seconds),
+            ..Config::default()
+        }
+    }
 }
 
 /// Issues the bootstrap token when no live one exists and writes it to the file and/or the
@@ -421,5 +395,35 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_defaults_are_the_settings_defaults() {
+        let cli = Cli::try_parse_from([
+            "sluice-api",
+            "serve",
+            "--database-url",
+            "sqlite::memory:",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+        ])
+        .expect("flags parse");
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            format!("{:?}", args.config()),
+            format!("{:?}", Config::default())
+        );
+        assert_eq!(args.listen.to_string(), config::DEFAULT_LISTEN);
+        assert_eq!(
+            args.metrics_listen.to_string(),
+            config::DEFAULT_METRICS_LISTEN
+        );
     }
 }

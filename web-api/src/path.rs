@@ -10,8 +10,8 @@
 use axum::extract::{FromRequestParts, Path, RawPathParams};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use sluice_core::names::MAX_TENANT_NAME;
 
+use crate::TenantId;
 use crate::problem::ApiError;
 
 /// Longest name of a path parameter other than `tenant`.
@@ -19,12 +19,12 @@ pub const MAX_NAME: usize = 63;
 
 /// Why the value of the path parameter `param` is not acceptable, if it is not.
 pub fn check_param(param: &str, value: &str) -> Result<(), ApiError> {
-    let max = if param == "tenant" {
-        MAX_TENANT_NAME
-    } else {
-        MAX_NAME
-    };
-    match sluice_core::names::check_name(value, max) {
+    if param == "tenant" {
+        return TenantId::parse(value)
+            .map(|_| ())
+            .map_err(|e| ApiError::invalid_name(param, e.0));
+    }
+    match sluice_core::names::check_name(value, MAX_NAME) {
         Some(message) => Err(ApiError::invalid_name(param, message)),
         None => Ok(()),
     }

@@ -230,6 +230,15 @@ impl ApiError {
         ApiError::Validation { detail, errors }
     }
 
+    /// `Ok` when `errors` is empty, else the 422 validation error listing them.
+    pub fn check_fields(errors: Vec<FieldProblem>) -> Result<(), ApiError> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(errors))
+        }
+    }
+
     /// A 400 `invalid-name` about the path parameter `field`.
     pub fn invalid_name(field: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::InvalidName {

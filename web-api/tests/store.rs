@@ -211,7 +211,10 @@ async fn audit(store: Store) {
         .await
         .unwrap();
     assert_eq!(acme.len(), 2);
-    assert!(acme.iter().all(|a| a.tenant.as_deref() == Some("acme")));
+    assert!(
+        acme.iter()
+            .all(|a| a.entry.tenant.as_deref() == Some("acme"))
+    );
     let by_actor_and_time = store
         .list_audit(&AuditFilter {
             actor: Some("token:a".into()),
@@ -223,7 +226,7 @@ async fn audit(store: Store) {
         .await
         .unwrap();
     assert_eq!(by_actor_and_time.len(), 1);
-    assert_eq!(by_actor_and_time[0].at, 3_000);
+    assert_eq!(by_actor_and_time[0].entry.at, 3_000);
     let page2 = store
         .list_audit(&AuditFilter {
             before_id: Some(all[1].id),

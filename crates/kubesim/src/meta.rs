@@ -75,9 +75,66 @@ fn label_value_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
-/// Validates `metadata` of an object about to be stored. `name_is_label` asks for a DNS-1123
-/// label (namespaces, services) instead of a subdomain.
-pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<StatusCause> {
+/// Whether `s` is a DNS-1035 label (`[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63 characters): a
+/// DNS-1123 label that starts with a letter.
+pub fn is_dns1035_label(s: &str) -> bool {
+    is_dns1123_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// Whether `s` may be a path segment: what the real server asks of RBAC object names.
+pub fn is_path_segment(s: &str) -> bool {
+    s != "." && s != ".." && !s.contains(['/', '%'])
+}
+
+const DNS1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
+
+/// The rule an object's name must follow, which depends on its kind, as in the real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// Namespaces.
+    Dns1123Label,
+    /// Services: their names become DNS labels that must not look like numbers.
+    Dns1035Label,
+    /// Most kinds, custom resources included.
+    Dns1123Subdomain,
+    /// Roles, ClusterRoles and their bindings.
+    PathSegment,
+}
+
+impl NameRule {
+    /// The rule for objects of the resource `plural` in API group `group`.
+    pub fn of(group: &str, plural: &str) -> Self {
+        match (group, plural) {
+            ("", "namespaces") => NameRule::Dns1123Label,
+            ("", "services") => NameRule::Dns1035Label,
+            ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+            _ => NameRule::Dns1123Subdomain,
+        }
+    }
+
+    /// Why `name` breaks the rule, in the real server's words, or `None` when it follows it.
+    pub fn violation(self, name: &str) -> Option<String> {
+        let (ok, why) = match self {
+            NameRule::Dns1123Label => (is_dns1123_label(name), DNS1123_LABEL_MSG),
+            NameRule::Dns1035Label => (is_dns1035_label(name), DNS1035_LABEL_MSG),
+            NameRule::Dns1123Subdomain => (is_dns1123_subdomain(name), DNS1123_SUBDOMAIN_MSG),
+            NameRule::PathSegment => (
+                is_path_segment(name),
+                "may not be '.' or '..' and may not contain '/' or '%'",
+            ),
+        };
+        (!ok).then(|| {
+            let mut why = why.to_string();
+            if matches!(self, NameRule::Dns1123Label | NameRule::Dns1035Label) && name.len() > 63 {
+                why = "must be no more than 63 characters".into();
+            }
+            format!("Invalid value: \"{name}\": {why}")
+        })
+    }
+}
+
+/// Validates `metadata` of an object about to be stored; `rule` is what its name must follow.
+pub fn validate_metadata(obj: &Value, rule: NameRule) -> Vec<StatusCause> {
     let mut causes = vec![];
     let meta = &obj["metadata"];
     let name = meta["name"].as_str().unwrap_or_default();
@@ -87,18 +144,8 @@ pub fn validate_metadata(obj: &Value, name_is_label: bool) -> Vec<StatusCause> {
             "metadata.name",
             "Required value: name or generateName is required",
         ));
-    } else if name_is_label && !is_dns1123_label(name) {
-        causes.push(cause(
-            "FieldValueInvalid",
-            "metadata.name",
-            format!("Invalid value: \"{name}\": {DNS1123_LABEL_MSG}"),
-        ));
-    } else if !name_is_label && !is_dns1123_subdomain(name) {
-        causes.push(cause(
-            "FieldValueInvalid",
-            "metadata.name",
-            format!("Invalid value: \"{name}\": {DNS1123_SUBDOMAIN_MSG}"),
-        ));
+    } else if let Some(message) = rule.violation(name) {
+        causes.push(cause("FieldValueInvalid", "metadata.name", message));
     }
     if let Some(labels) = meta["labels"].as_object() {
         for (k, v) in labels {
@@ -266,15 +313,47 @@ mod tests {
 
     #[test]
     fn metadata_rules() {
-        assert!(validate_metadata(&json!({"metadata": {"name": "ok"}}), true).is_empty());
+        let label = NameRule::Dns1123Label;
+        assert!(validate_metadata(&json!({"metadata": {"name": "ok"}}), label).is_empty());
         let bad = validate_metadata(
             &json!({"metadata": {"name": "Bad_Name", "labels": {"a": "x y"}}}),
-            true,
+            label,
         );
         assert_eq!(bad.len(), 2);
         assert_eq!(bad[0].field, "metadata.name");
         assert!(bad[0].message.starts_with("Invalid value: \"Bad_Name\""));
         assert_eq!(bad[1].field, "metadata.labels");
+    }
+
+    #[test]
+    fn each_kind_has_the_real_servers_name_rule() {
+        let service = NameRule::of("", "services");
+        assert_eq!(service, NameRule::Dns1035Label);
+        assert!(service.violation("orders-o").is_none());
+        let digit = service
+            .violation("1abc-o")
+            .expect("a digit first is refused");
+        assert!(digit.contains("DNS-1035"), "{digit}");
+        let long = service.violation(&"a".repeat(64)).expect("64 characters");
+        assert!(long.contains("no more than 63"), "{long}");
+
+        let ns = NameRule::of("", "namespaces");
+        assert!(ns.violation("1abc").is_none());
+        assert!(ns.violation("a.b").is_some());
+
+        let deployment = NameRule::of("apps", "deployments");
+        assert!(deployment.violation("1abc.route").is_none());
+        assert!(deployment.violation(&"a".repeat(254)).is_some());
+        assert!(
+            NameRule::of("sluice.dev", "pipelines")
+                .violation("1abc")
+                .is_none()
+        );
+
+        let role = NameRule::of("rbac.authorization.k8s.io", "clusterroles");
+        assert!(role.violation("system:controller:x").is_none());
+        assert!(role.violation("a/b").is_some());
+        assert!(role.violation("..").is_some());
     }
 
     #[test]

@@ -13,9 +13,13 @@
 //! (ignored).
 //!
 //! `Namespace` (`spec.finalizers`, `status.phase`), `ConfigMap` and `Secret`
-//! bodies are decoded fully; any other kind decodes to its metadata when its
-//! other fields are all empty, and is otherwise
-//! [`ProtobufError::UnsupportedKind`].
+//! bodies are decoded fully; the kinds of kubectl's other imperative creates
+//! (Deployment, Service, Job, ResourceQuota, PodDisruptionBudget, Ingress,
+//! Role, ClusterRole, RoleBinding, ClusterRoleBinding) are decoded with the field tables of
+//! [`kinds`]; any other kind decodes to its metadata when its other fields are
+//! all empty, and is otherwise [`ProtobufError::UnsupportedKind`].
+
+mod kinds;
 
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
@@ -71,6 +75,14 @@ pub enum ProtobufError {
     /// The object has spec/status content for a kind this decoder does not know.
     #[error("decoding protobuf bodies of kind {0:?} is not supported; send JSON")]
     UnsupportedKind(String),
+    /// A field this decoder does not know carries a value.
+    #[error("decoding field {field} of {message} from protobuf is not supported; send JSON")]
+    UnsupportedField {
+        /// Where the message sits in the object, e.g. `Deployment.spec.template`.
+        message: String,
+        /// Field number.
+        field: u32,
+    },
 }
 
 /// One decoded field value.
@@ -276,6 +288,11 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
 
     if api_version == "v1" && (kind == "ConfigMap" || kind == "Secret") {
         decode_data_object(&kind, raw, &mut obj)?;
+        return Ok(Value::Object(obj));
+    }
+
+    if let Some(decoded) = kinds::decode(&api_version, &kind, raw, &mut obj) {
+        decoded?;
         return Ok(Value::Object(obj));
     }
 
@@ -636,10 +653,10 @@ mod tests {
         field_bytes(1, &meta, &mut obj);
         field_bytes(2, &[], &mut obj);
         field_bytes(3, &unhex("0a00 1000"), &mut obj); // all-default status
-        let v = decode(&envelope("apps/v1", "Deployment", &obj, "")).unwrap();
+        let v = decode(&envelope("apps/v1", "StatefulSet", &obj, "")).unwrap();
         assert_eq!(
             v,
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}})
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}})
         );
 
         let mut spec = Vec::new();
@@ -648,8 +665,8 @@ mod tests {
         field_bytes(1, &meta, &mut obj2);
         field_bytes(2, &spec, &mut obj2);
         assert_eq!(
-            decode(&envelope("apps/v1", "Deployment", &obj2, "")),
-            Err(ProtobufError::UnsupportedKind("Deployment".into()))
+            decode(&envelope("apps/v1", "StatefulSet", &obj2, "")),
+            Err(ProtobufError::UnsupportedKind("StatefulSet".into()))
         );
     }
 

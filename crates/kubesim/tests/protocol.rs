@@ -1800,6 +1800,82 @@ async fn a_dependent_with_two_owners_survives_one_of_them() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_dependent_written_after_its_owner_is_gone_is_collected() -> TestResult {
+    let sim = Sim::start().await;
+    let owner = sim.configmap("default", "owner", json!({})).await;
+    sim.delete("/api/v1/namespaces/default/configmaps/owner")
+        .await;
+    // An owner deleted and created again has a new uid: the old reference points at nothing.
+    let again = sim.configmap("default", "owner", json!({})).await;
+    assert_ne!(again["metadata"]["uid"], owner["metadata"]["uid"]);
+    let r = sim
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "late", "ownerReferences": [owner_ref(&owner, "ConfigMap", "v1")]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert_eq!(
+        sim.get("/api/v1/namespaces/default/configmaps/late")
+            .await
+            .status,
+        404,
+        "a dependent of an absent owner is collected"
+    );
+    // With one owner alive, only the dangling reference goes.
+    sim.create(
+        "/api/v1/namespaces/default/configmaps",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "half", "ownerReferences": [
+                    owner_ref(&owner, "ConfigMap", "v1"), owner_ref(&again, "ConfigMap", "v1")]}}),
+    )
+    .await;
+    let half = sim.get("/api/v1/namespaces/default/configmaps/half").await;
+    assert_eq!(half.status, 200);
+    assert_eq!(
+        half.json()["metadata"]["ownerReferences"],
+        json!([owner_ref(&again, "ConfigMap", "v1")])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn names_follow_the_rule_of_their_kind() -> TestResult {
+    let sim = Sim::start().await;
+    let svc = |name: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}});
+    let r = sim
+        .post("/api/v1/namespaces/default/services", &svc("1abc-o"))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.json());
+    let status = r.json();
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("DNS-1035")),
+        "{status}"
+    );
+    let r = sim
+        .post("/api/v1/namespaces/default/services", &svc(&"a".repeat(64)))
+        .await;
+    assert_eq!(r.status, 422, "a Service name has at most 63 characters");
+    sim.create("/api/v1/namespaces/default/services", &svc("abc-o"))
+        .await;
+    // A ConfigMap's name is a DNS-1123 subdomain: digits first and dots are fine.
+    sim.configmap("default", "1abc.o", json!({})).await;
+    // RBAC names are path segments.
+    sim.create(
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": "system:sluice:reader"}, "rules": []}),
+    )
+    .await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn deleting_a_namespace_cascades() -> TestResult {
     let sim = sim_with_widgets().await;
     sim.namespace("doomed").await;

@@ -46,6 +46,23 @@ impl Errors {
     }
 }
 
+/// What is wrong with a pipeline's name, beyond the DNS-1123 label every name is. Its routes'
+/// Services are named `<pipeline>-<sink>`, and Kubernetes asks of a Service name that it start
+/// with a letter (a DNS-1035 label), so a pipeline name must too.
+pub fn pipeline_name(name: &str) -> Option<FieldError> {
+    let message = names::check_name(name, 63).or_else(|| {
+        (!name.starts_with(|c: char| c.is_ascii_lowercase())).then(|| {
+            "must start with a letter: the routes' Services are named after the pipeline, \
+             and a Service name must start with a letter"
+                .to_string()
+        })
+    })?;
+    Some(FieldError {
+        field: "metadata.name".into(),
+        message,
+    })
+}
+
 /// Problems of a pipeline spec.
 pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
     let mut e = Errors(vec![]);
@@ -350,6 +367,22 @@ pub fn tenant_limits(spec: &TenantSpec) -> quota::Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_names_start_with_a_letter() {
+        assert_eq!(pipeline_name("orders"), None);
+        assert_eq!(pipeline_name("a1"), None);
+        let digit = pipeline_name("1abc").expect("a digit first is refused");
+        assert_eq!(digit.field, "metadata.name");
+        assert!(digit.message.contains("start with a letter"), "{digit}");
+        assert!(pipeline_name("Orders").is_some());
+        assert!(pipeline_name(&"a".repeat(64)).is_some());
+        // Every route name of a valid pipeline is a valid Service name.
+        for sink in ["o", "9", &"s".repeat(63)] {
+            let route = names::route_name(&"p".repeat(40), sink);
+            assert!(route.len() <= 63 && route.starts_with('p'), "{route}");
+        }
+    }
     use serde_json::json;
 
     fn spec(v: serde_json::Value) -> PipelineSpec {

@@ -8,7 +8,7 @@ use sluice_operator::Error;
 use sluice_operator::config::OperatorConfig;
 use sluice_operator::leader::LeaseConfig;
 use sluice_operator::run::{RunOptions, run};
-use sluice_tests::SimCluster;
+use sluice_testkit::SimCluster;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

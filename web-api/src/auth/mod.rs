@@ -20,9 +20,9 @@ use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::problem::ApiError;
 use crate::store::TenantRow;
+use crate::{AppState, TenantId};
 
 /// What a principal may do.
 #[derive(
@@ -279,11 +279,12 @@ impl<P: Permission> FromRequestParts<AppState> for TenantAccess<P> {
         let caller = Caller::from_request_parts(parts, state).await?;
         // Every path parameter is a valid name before the tenant's is looked up.
         let params = crate::path::validated_params(parts, state).await?;
-        let name = params
+        let raw = params
             .iter()
             .find(|(k, _)| k == "tenant")
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.as_str())
             .ok_or_else(|| ApiError::Internal("route has no {tenant} parameter".into()))?;
+        let name = TenantId::parse(raw).map_err(|_| tenant_not_found(raw))?;
         let Some(role) = caller.principal.role_in(&name) else {
             return Err(tenant_not_found(&name));
         };

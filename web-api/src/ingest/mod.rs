@@ -6,6 +6,7 @@
 //! of where each stream's events go (its subject, its compiled JSON Schema, the tenant's rates),
 //! so that a request costs no Kubernetes round trip while the cache is fresh.
 
+pub mod accept;
 pub mod limiter;
 pub mod meter;
 pub mod parse;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::auth;
+use crate::config::Config;
 use crate::k8s::Kube;
 use crate::problem::ApiError;
 use limiter::{RateLimiter, Rates};
@@ -44,6 +46,37 @@ struct Cached {
     schema: Option<Map<String, Value>>,
 }
 
+/// The bounds of one ingest request (see [`Config`]'s `ingest_*` settings).
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// Largest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most events.
+    pub max_events: usize,
+    /// Most rejection records in the answer.
+    pub max_rejections: usize,
+    /// Publishes whose acknowledgements are awaited together.
+    pub ack_window: usize,
+    /// Deadline of the whole request.
+    pub timeout: Duration,
+    /// Longest wait of one publish for a broker publish permit.
+    pub permit_timeout: Duration,
+}
+
+impl Bounds {
+    /// The bounds `config` sets.
+    pub fn of(config: &Config) -> Self {
+        Bounds {
+            max_body_bytes: config.ingest_max_body_bytes,
+            max_events: config.ingest_max_events,
+            max_rejections: config.ingest_max_rejections,
+            ack_window: config.ingest_ack_window,
+            timeout: config.ingest_timeout,
+            permit_timeout: config.ingest_permit_timeout,
+        }
+    }
+}
+
 /// State of the ingest route shared by all requests.
 #[derive(Debug)]
 pub struct Ingest {
@@ -57,6 +90,8 @@ pub struct Ingest {
     pub replicas: u32,
     /// How long a looked-up stream and tenant are used before being read again.
     pub ttl: Duration,
+    /// The bounds of one request.
+    pub bounds: Bounds,
     targets: RwLock<HashMap<(String, String), Cached>>,
 }
 
@@ -66,18 +101,16 @@ pub fn compile_schema(schema: &Map<String, Value>) -> Result<jsonschema::Validat
 }
 
 impl Ingest {
-    /// Ingest state; `jetstream` is `None` when no broker is configured.
-    pub fn new(
-        jetstream: Option<async_nats::jetstream::Context>,
-        replicas: u32,
-        ttl: Duration,
-    ) -> Self {
+    /// Ingest state with `config`'s replicas, cache lifetime and bounds; `jetstream` is
+    /// `None` when no broker is configured.
+    pub fn new(jetstream: Option<async_nats::jetstream::Context>, config: &Config) -> Self {
         Ingest {
             jetstream,
             limiter: RateLimiter::new(),
             meter: UsageMeter::new(),
-            replicas: replicas.max(1),
-            ttl,
+            replicas: config.ingest_replicas.max(1),
+            ttl: config.token_cache_ttl,
+            bounds: Bounds::of(config),
             targets: Default::default(),
         }
     }

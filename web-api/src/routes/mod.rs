@@ -6,6 +6,7 @@ pub mod health;
 pub mod ingest;
 pub mod pipelines;
 pub mod platform_tokens;
+pub mod resource;
 pub mod streams;
 pub mod tenants;
 pub mod tokens;

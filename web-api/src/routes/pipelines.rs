@@ -4,26 +4,27 @@
 //! that can raise the tenant's use is checked against its quota under the tenant's lock.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sluice_core::quota::{Limits, Usage};
 use sluice_crd::validate::{self, tenant_limits};
 use sluice_crd::{Pipeline, PipelineSpec, PipelineStatus, Tenant};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::{Read, TenantAccess, WritePipelines};
 use crate::body::{self, Json, MergePatch};
-use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::quota::{check_change, usage_of};
-use crate::routes::check_name;
-use crate::store::StoreError;
-use crate::{AppState, audit, auth, idempotency};
+use crate::routes::resource::{self, Resource, Site, lock, not_found, ready_tenant};
+use crate::store::TenantLock;
 
 /// Body of `POST /v1/tenants/{tenant}/pipelines`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -117,48 +118,101 @@ fn validate_spec(spec: &PipelineSpec) -> Result<(), ApiError> {
         .into_iter()
         .map(FieldProblem::from)
         .collect();
-    if errors.is_empty() {
+    ApiError::check_fields(errors)
+}
+
+/// What a change of a pipeline holds from its quota check to its write: the tenant's lease,
+/// its limits, and what its other pipelines use.
+pub struct PipelineHold {
+    lock: TenantLock,
+    limits: Limits,
+    used_by_others: Usage,
+    tenant_suspended: bool,
+}
+
+impl Resource for Pipeline {
+    const KIND: &'static str = "pipeline";
+    const PLURAL: &'static str = "pipelines";
+    type Write = WritePipelines;
+    type View = PipelineView;
+    type Hold = PipelineHold;
+
+    fn view(tenant: &str, object: Self) -> PipelineView {
+        PipelineView::new(tenant, object)
+    }
+
+    fn validate(spec: &PipelineSpec) -> Result<(), ApiError> {
+        validate_spec(spec)
+    }
+
+    fn check_immutable(current: &PipelineSpec, new: &PipelineSpec) -> Result<(), ApiError> {
+        if new.source.stream != current.source.stream {
+            return Err(ApiError::field(
+                "spec.source.stream",
+                "is immutable: a pipeline never changes source; create another pipeline",
+            ));
+        }
         Ok(())
-    } else {
-        Err(ApiError::validation(errors))
     }
-}
 
-/// The tenant's `Tenant`, when it is ready to hold pipelines: the object exists, is not being
-/// deleted, and the operator has created its namespace.
-async fn ready_tenant(state: &AppState, tenant: &str) -> Result<Tenant, ApiError> {
-    let t = state.kube.tenant(tenant).await?.ok_or_else(|| {
-        ApiError::TenantNotReady(format!("tenant {tenant:?} has no Tenant object yet"))
-    })?;
-    if t.metadata.deletion_timestamp.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "tenant {tenant:?} is being deleted"
-        )));
+    async fn admit_create(site: Site<'_>, t: &Tenant, spec: &PipelineSpec) -> Result<(), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
+        let all = state.kube.all_pipelines(&tenant.name).await?;
+        if all.iter().any(|p| p.metadata.name.as_deref() == Some(name)) {
+            return Err(ApiError::AlreadyExists(format!(
+                "pipeline {name:?} already exists"
+            )));
+        }
+        let used = usage_of(&all, t.spec.suspend, None);
+        check_change(&tenant_limits(&t.spec), used, None, spec, t.spec.suspend)
     }
-    if !state.kube.namespace_ready(tenant).await? {
-        return Err(ApiError::TenantNotReady(format!(
-            "the namespace of tenant {tenant:?} does not exist yet; the operator creates it \
-             shortly after the tenant; retry in a few seconds"
-        )));
+
+    async fn begin_change(site: Site<'_>) -> Result<(Pipeline, PipelineHold), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
+        let t = ready_tenant(state, &tenant.name).await?;
+        let lock = lock(state, tenant).await?;
+        let all = state.kube.all_pipelines(&tenant.name).await?;
+        let current = all
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .ok_or_else(|| not_found::<Pipeline>(name))?
+            .clone();
+        let hold = PipelineHold {
+            lock,
+            limits: tenant_limits(&t.spec),
+            used_by_others: usage_of(&all, t.spec.suspend, Some(name)),
+            tenant_suspended: t.spec.suspend,
+        };
+        Ok((current, hold))
     }
-    Ok(t)
-}
 
-async fn lock(
-    state: &AppState,
-    access: &TenantAccess<WritePipelines>,
-) -> Result<crate::store::TenantLock, ApiError> {
-    state
-        .lock_tenant(&access.tenant.id)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => auth::tenant_not_found(&access.tenant.name),
-            e => e.into(),
-        })
-}
+    fn admit_change(
+        hold: &PipelineHold,
+        current: &Pipeline,
+        spec: &PipelineSpec,
+    ) -> Result<(), ApiError> {
+        check_change(
+            &hold.limits,
+            hold.used_by_others,
+            Some(&current.spec),
+            spec,
+            hold.tenant_suspended,
+        )
+    }
 
-fn pipeline_not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("pipeline {name:?} not found"))
+    async fn end_change(hold: PipelineHold) -> Result<(), ApiError> {
+        Ok(hold.lock.release().await?)
+    }
+
+    fn forget(_state: &AppState, _tenant: &str, _name: &str) {}
 }
 
 /// Creates a pipeline. 409 `quota-exceeded` when it does not fit in the tenant's quota, 409
@@ -180,61 +234,7 @@ pub async fn create_pipeline(
     headers: HeaderMap,
     Json(req): Json<CreatePipeline>,
 ) -> Result<Response, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let fingerprint = serde_json::to_vec(&json!(["pipeline.create", &req])).unwrap_or_default();
-    let result = idempotency::run(
-        &state,
-        &access.tenant.id,
-        &headers,
-        &fingerprint,
-        || async {
-            check_name("name", &req.name, 63)?;
-            validate_spec(&req.spec)?;
-            let t = ready_tenant(&state, &tenant).await?;
-            let lock = lock(&state, &access).await?;
-            let all = state.kube.all_pipelines(&tenant).await?;
-            if all
-                .iter()
-                .any(|p| p.metadata.name.as_deref() == Some(&req.name))
-            {
-                return Err(ApiError::AlreadyExists(format!(
-                    "pipeline {:?} already exists",
-                    req.name
-                )));
-            }
-            let used = usage_of(&all, t.spec.suspend, None);
-            check_change(
-                &tenant_limits(&t.spec),
-                used,
-                None,
-                &req.spec,
-                t.spec.suspend,
-            )?;
-            let created = state
-                .kube
-                .create_pipeline(&tenant, &req.name, req.spec.clone())
-                .await?;
-            lock.release().await?;
-            let view = serde_json::to_value(PipelineView::new(&tenant, created))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(idempotency::Created {
-                status: StatusCode::CREATED,
-                body: view.clone(),
-                stored: view,
-            })
-        },
-    )
-    .await;
-    audit::record(
-        &state,
-        &access.caller,
-        Some(&tenant),
-        "pipeline.create",
-        &format!("pipelines/{}", req.name),
-        audit::Outcome::of_response(&result),
-    )
-    .await;
-    result
+    resource::create::<Pipeline>(&state, &access, &headers, &req, &req.name, &req.spec).await
 }
 
 /// Lists the tenant's pipelines, with their status.
@@ -251,36 +251,7 @@ pub async fn list_pipelines(
     access: TenantAccess<Read>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<PipelinePage>, ApiError> {
-    let limit = page.limit()?;
-    let cursor = page.cursor()?;
-    let tenant = &access.tenant.name;
-    if !state.kube.namespace_ready(tenant).await? {
-        return Ok(axum::Json(PipelinePage {
-            items: vec![],
-            next_cursor: None,
-        }));
-    }
-    let list = state
-        .kube
-        .list_pipelines(tenant, limit, cursor.as_deref())
-        .await
-        .map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 410 || s.code == 400 => {
-                ApiError::bad_param("cursor", "has expired or is not valid; list again")
-            }
-            _ => e.into(),
-        })?;
-    let next_cursor = list
-        .metadata
-        .continue_
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(encode_cursor);
-    let items = list
-        .items
-        .into_iter()
-        .map(|p| PipelineView::new(tenant, p))
-        .collect();
+    let (items, next_cursor) = resource::list::<Pipeline, _>(&state, &access, &page).await?;
     Ok(axum::Json(PipelinePage { items, next_cursor }))
 }
 
@@ -299,76 +270,7 @@ pub async fn get_pipeline(
     access: TenantAccess<Read>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
-    let tenant = &access.tenant.name;
-    let p = state
-        .kube
-        .pipeline(tenant, &name)
-        .await?
-        .ok_or_else(|| pipeline_not_found(&name))?;
-    Ok(axum::Json(PipelineView::new(tenant, p)))
-}
-
-/// Changes a pipeline's spec under the tenant's lock: validation, immutable source, optimistic
-/// concurrency, quota (a change asking for no more than before always passes), then the write.
-async fn change(
-    state: &AppState,
-    access: &TenantAccess<WritePipelines>,
-    name: &str,
-    action: &str,
-    make: impl FnOnce(&Pipeline) -> Result<(PipelineSpec, Option<String>), ApiError>,
-) -> Result<axum::Json<PipelineView>, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let result = async {
-        let t = ready_tenant(state, &tenant).await?;
-        let lock = lock(state, access).await?;
-        let all = state.kube.all_pipelines(&tenant).await?;
-        let current = all
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(name))
-            .ok_or_else(|| pipeline_not_found(name))?;
-        if current.metadata.deletion_timestamp.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "pipeline {name:?} is being deleted"
-            )));
-        }
-        let (spec, expected_version) = make(current)?;
-        if let Some(v) = expected_version
-            && current.metadata.resource_version.as_deref() != Some(v.as_str())
-        {
-            return Err(ApiError::Conflict(format!(
-                "pipeline {name:?} changed since version {v}; read it again"
-            )));
-        }
-        validate_spec(&spec)?;
-        if spec.source.stream != current.spec.source.stream {
-            return Err(ApiError::field(
-                "spec.source.stream",
-                "is immutable: a pipeline never changes source; create another pipeline",
-            ));
-        }
-        let used = usage_of(&all, t.spec.suspend, Some(name));
-        check_change(
-            &tenant_limits(&t.spec),
-            used,
-            Some(&current.spec),
-            &spec,
-            t.spec.suspend,
-        )?;
-        let updated = state.kube.replace_pipeline(&tenant, current, spec).await?;
-        lock.release().await?;
-        Ok(axum::Json(PipelineView::new(&tenant, updated)))
-    }
-    .await;
-    audit::record(
-        state,
-        &access.caller,
-        Some(&tenant),
-        action,
-        &format!("pipelines/{name}"),
-        audit::Outcome::of(&result, 200),
-    )
-    .await;
-    result
+    resource::get::<Pipeline, _>(&state, &access, &name).await
 }
 
 /// Replaces a pipeline's spec.
@@ -388,7 +290,7 @@ pub async fn replace_pipeline(
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
     Json(req): Json<ReplacePipeline>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
-    change(&state, &access, &name, "pipeline.replace", |_| {
+    resource::change::<Pipeline>(&state, &access, &name, "pipeline.replace", |_| {
         Ok((req.spec, req.resource_version))
     })
     .await
@@ -413,7 +315,7 @@ pub async fn patch_pipeline(
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
     MergePatch(patch): MergePatch,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
-    change(&state, &access, &name, "pipeline.patch", |current| {
+    resource::change::<Pipeline>(&state, &access, &name, "pipeline.patch", |current| {
         let mut doc = json!({ "spec": current.spec });
         json_patch::merge(&mut doc, &patch);
         let r = body::from_value::<ReplacePipeline>(doc)?;
@@ -437,7 +339,7 @@ pub async fn suspend_pipeline(
     access: TenantAccess<WritePipelines>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
-    change(&state, &access, &name, "pipeline.suspend", |p| {
+    resource::change::<Pipeline>(&state, &access, &name, "pipeline.suspend", |p| {
         Ok((
             PipelineSpec {
                 suspend: true,
@@ -464,7 +366,7 @@ pub async fn resume_pipeline(
     access: TenantAccess<WritePipelines>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<PipelineView>, ApiError> {
-    change(&state, &access, &name, "pipeline.resume", |p| {
+    resource::change::<Pipeline>(&state, &access, &name, "pipeline.resume", |p| {
         Ok((
             PipelineSpec {
                 suspend: false,
@@ -492,34 +394,5 @@ pub async fn delete_pipeline(
     access: TenantAccess<WritePipelines>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let result = async {
-        if state.kube.pipeline(&tenant, &name).await?.is_none() {
-            return Err(pipeline_not_found(&name));
-        }
-        let remaining = state
-            .kube
-            .delete_pipeline(&tenant, &name)
-            .await
-            .map_err(crate::k8s::not_found("pipeline"))?;
-        Ok(match remaining {
-            Some(p) => (
-                StatusCode::ACCEPTED,
-                axum::Json(PipelineView::new(&tenant, p)),
-            )
-                .into_response(),
-            None => StatusCode::NO_CONTENT.into_response(),
-        })
-    }
-    .await;
-    audit::record(
-        &state,
-        &access.caller,
-        Some(&tenant),
-        "pipeline.delete",
-        &format!("pipelines/{name}"),
-        audit::Outcome::of_response(&result),
-    )
-    .await;
-    result
+    resource::delete::<Pipeline>(&state, &access, &name).await
 }

@@ -183,16 +183,15 @@ pub async fn create_platform_token(
         Some(id) => format!("platform/tokens/{id}"),
         None => "platform/tokens".to_string(),
     };
-    audit::record(
+    audit::recorded(
         &state,
         &caller,
         None,
         "platform-token.create",
         &object,
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Lists platform tokens (never their secrets), revoked and expired ones included.
@@ -248,14 +247,13 @@ pub async fn revoke_platform_token(
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &caller,
         None,
         "platform-token.revoke",
         &format!("platform/tokens/{id}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }

@@ -5,8 +5,8 @@
 //! `maxStreams` under the tenant's lock, like pipelines.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,14 +17,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::AppState;
 use crate::auth::{Read, TenantAccess, WriteStreams};
 use crate::body::{self, Json, MergePatch};
-use crate::pagination::{PageParams, Query, encode_cursor, page_type};
+use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
-use crate::routes::check_name;
-use crate::store::StoreError;
-use crate::{AppState, audit, auth, idempotency};
+use crate::routes::resource::{self, Resource, Site, not_found};
 
 /// Body of `POST /v1/tenants/{tenant}/streams`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -127,34 +126,79 @@ pub fn validate_spec(spec: &StreamSpec) -> Result<(), ApiError> {
             format!("is not a valid JSON Schema: {e}"),
         ));
     }
-    if errors.is_empty() {
+    ApiError::check_fields(errors)
+}
+
+impl Resource for Stream {
+    const KIND: &'static str = "stream";
+    const PLURAL: &'static str = "streams";
+    type Write = WriteStreams;
+    type View = StreamView;
+    /// A change never adds a stream, so it needs neither the tenant's lock nor a quota check.
+    type Hold = ();
+
+    fn view(tenant: &str, object: Self) -> StreamView {
+        StreamView::new(tenant, object)
+    }
+
+    fn validate(spec: &StreamSpec) -> Result<(), ApiError> {
+        validate_spec(spec)
+    }
+
+    fn check_immutable(current: &StreamSpec, new: &StreamSpec) -> Result<(), ApiError> {
+        if new.partitions != current.partitions {
+            return Err(ApiError::field(
+                "spec.partitions",
+                "is immutable: events are already spread over the partitions; create another \
+                 stream",
+            ));
+        }
         Ok(())
-    } else {
-        Err(ApiError::validation(errors))
     }
-}
 
-/// The tenant's `Tenant`, when it is ready to hold streams.
-async fn ready_tenant(state: &AppState, tenant: &str) -> Result<Tenant, ApiError> {
-    let t = state.kube.tenant(tenant).await?.ok_or_else(|| {
-        ApiError::TenantNotReady(format!("tenant {tenant:?} has no Tenant object yet"))
-    })?;
-    if t.metadata.deletion_timestamp.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "tenant {tenant:?} is being deleted"
-        )));
+    async fn admit_create(site: Site<'_>, t: &Tenant, _spec: &StreamSpec) -> Result<(), ApiError> {
+        let Site {
+            state,
+            tenant,
+            name,
+        } = site;
+        if state.kube.stream(&tenant.name, name).await?.is_some() {
+            return Err(ApiError::AlreadyExists(format!(
+                "stream {name:?} already exists"
+            )));
+        }
+        let used = Usage {
+            streams: state.kube.count_streams(&tenant.name).await?,
+            ..Default::default()
+        };
+        let request = Usage {
+            streams: 1,
+            ..Default::default()
+        };
+        quota::check(&tenant_limits(&t.spec), used, request).map_err(ApiError::QuotaExceeded)
     }
-    if !state.kube.namespace_ready(tenant).await? {
-        return Err(ApiError::TenantNotReady(format!(
-            "the namespace of tenant {tenant:?} does not exist yet; the operator creates it \
-             shortly after the tenant; retry in a few seconds"
-        )));
-    }
-    Ok(t)
-}
 
-fn stream_not_found(name: &str) -> ApiError {
-    ApiError::NotFound(format!("stream {name:?} not found"))
+    async fn begin_change(site: Site<'_>) -> Result<(Stream, ()), ApiError> {
+        let current = site
+            .state
+            .kube
+            .stream(&site.tenant.name, site.name)
+            .await?
+            .ok_or_else(|| not_found::<Stream>(site.name))?;
+        Ok((current, ()))
+    }
+
+    fn admit_change(_hold: &(), _current: &Stream, _spec: &StreamSpec) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    async fn end_change(_hold: ()) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn forget(state: &AppState, tenant: &str, name: &str) {
+        state.ingest.forget_stream(tenant, name);
+    }
 }
 
 /// Creates a stream; the operator then provisions its broker side and sets `status.subject`.
@@ -177,65 +221,7 @@ pub async fn create_stream(
     headers: HeaderMap,
     Json(req): Json<CreateStream>,
 ) -> Result<Response, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let fingerprint = serde_json::to_vec(&json!(["stream.create", &req])).unwrap_or_default();
-    let result = idempotency::run(
-        &state,
-        &access.tenant.id,
-        &headers,
-        &fingerprint,
-        || async {
-            check_name("name", &req.name, 63)?;
-            validate_spec(&req.spec)?;
-            let t = ready_tenant(&state, &tenant).await?;
-            let lock = state
-                .lock_tenant(&access.tenant.id)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NotFound => auth::tenant_not_found(&tenant),
-                    e => e.into(),
-                })?;
-            if state.kube.stream(&tenant, &req.name).await?.is_some() {
-                return Err(ApiError::AlreadyExists(format!(
-                    "stream {:?} already exists",
-                    req.name
-                )));
-            }
-            let used = Usage {
-                streams: state.kube.count_streams(&tenant).await?,
-                ..Default::default()
-            };
-            let request = Usage {
-                streams: 1,
-                ..Default::default()
-            };
-            quota::check(&tenant_limits(&t.spec), used, request)
-                .map_err(ApiError::QuotaExceeded)?;
-            let created = state
-                .kube
-                .create_stream(&tenant, &req.name, req.spec.clone())
-                .await?;
-            lock.release().await?;
-            let view = serde_json::to_value(StreamView::new(&tenant, created))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Ok(idempotency::Created {
-                status: StatusCode::CREATED,
-                body: view.clone(),
-                stored: view,
-            })
-        },
-    )
-    .await;
-    audit::record(
-        &state,
-        &access.caller,
-        Some(&tenant),
-        "stream.create",
-        &format!("streams/{}", req.name),
-        audit::Outcome::of_response(&result),
-    )
-    .await;
-    result
+    resource::create::<Stream>(&state, &access, &headers, &req, &req.name, &req.spec).await
 }
 
 /// Lists the tenant's streams, with their status.
@@ -252,36 +238,7 @@ pub async fn list_streams(
     access: TenantAccess<Read>,
     Query(page): Query<PageParams>,
 ) -> Result<axum::Json<StreamPage>, ApiError> {
-    let limit = page.limit()?;
-    let cursor = page.cursor()?;
-    let tenant = &access.tenant.name;
-    if !state.kube.namespace_ready(tenant).await? {
-        return Ok(axum::Json(StreamPage {
-            items: vec![],
-            next_cursor: None,
-        }));
-    }
-    let list = state
-        .kube
-        .list_streams(tenant, limit, cursor.as_deref())
-        .await
-        .map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 410 || s.code == 400 => {
-                ApiError::bad_param("cursor", "has expired or is not valid; list again")
-            }
-            _ => e.into(),
-        })?;
-    let next_cursor = list
-        .metadata
-        .continue_
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(encode_cursor);
-    let items = list
-        .items
-        .into_iter()
-        .map(|s| StreamView::new(tenant, s))
-        .collect();
+    let (items, next_cursor) = resource::list::<Stream, _>(&state, &access, &page).await?;
     Ok(axum::Json(StreamPage { items, next_cursor }))
 }
 
@@ -300,67 +257,7 @@ pub async fn get_stream(
     access: TenantAccess<Read>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<axum::Json<StreamView>, ApiError> {
-    let tenant = &access.tenant.name;
-    let s = state
-        .kube
-        .stream(tenant, &name)
-        .await?
-        .ok_or_else(|| stream_not_found(&name))?;
-    Ok(axum::Json(StreamView::new(tenant, s)))
-}
-
-/// Changes a stream's spec: validation, immutable partitions, optimistic concurrency, then the
-/// write (a change never adds a stream, so it needs no quota check).
-async fn change(
-    state: &AppState,
-    access: &TenantAccess<WriteStreams>,
-    name: &str,
-    action: &str,
-    make: impl FnOnce(&Stream) -> Result<(StreamSpec, Option<String>), ApiError>,
-) -> Result<axum::Json<StreamView>, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let result = async {
-        let current = state
-            .kube
-            .stream(&tenant, name)
-            .await?
-            .ok_or_else(|| stream_not_found(name))?;
-        if current.metadata.deletion_timestamp.is_some() {
-            return Err(ApiError::Conflict(format!(
-                "stream {name:?} is being deleted"
-            )));
-        }
-        let (spec, expected_version) = make(&current)?;
-        if let Some(v) = expected_version
-            && current.metadata.resource_version.as_deref() != Some(v.as_str())
-        {
-            return Err(ApiError::Conflict(format!(
-                "stream {name:?} changed since version {v}; read it again"
-            )));
-        }
-        validate_spec(&spec)?;
-        if spec.partitions != current.spec.partitions {
-            return Err(ApiError::field(
-                "spec.partitions",
-                "is immutable: events are already spread over the partitions; create another \
-                 stream",
-            ));
-        }
-        let updated = state.kube.replace_stream(&tenant, &current, spec).await?;
-        state.ingest.forget_stream(&tenant, name);
-        Ok(axum::Json(StreamView::new(&tenant, updated)))
-    }
-    .await;
-    audit::record(
-        state,
-        &access.caller,
-        Some(&tenant),
-        action,
-        &format!("streams/{name}"),
-        audit::Outcome::of(&result, 200),
-    )
-    .await;
-    result
+    resource::get::<Stream, _>(&state, &access, &name).await
 }
 
 /// Replaces a stream's spec (retention, replicas, schema).
@@ -380,7 +277,7 @@ pub async fn replace_stream(
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
     Json(req): Json<ReplaceStream>,
 ) -> Result<axum::Json<StreamView>, ApiError> {
-    change(&state, &access, &name, "stream.replace", |_| {
+    resource::change::<Stream>(&state, &access, &name, "stream.replace", |_| {
         Ok((req.spec, req.resource_version))
     })
     .await
@@ -405,7 +302,7 @@ pub async fn patch_stream(
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
     MergePatch(patch): MergePatch,
 ) -> Result<axum::Json<StreamView>, ApiError> {
-    change(&state, &access, &name, "stream.patch", |current| {
+    resource::change::<Stream>(&state, &access, &name, "stream.patch", |current| {
         let mut doc = json!({ "spec": current.spec });
         json_patch::merge(&mut doc, &patch);
         let r = body::from_value::<ReplaceStream>(doc)?;
@@ -431,35 +328,5 @@ pub async fn delete_stream(
     access: TenantAccess<WriteStreams>,
     ValidPath((_tenant, name)): ValidPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let tenant = access.tenant.name.clone();
-    let result = async {
-        if state.kube.stream(&tenant, &name).await?.is_none() {
-            return Err(stream_not_found(&name));
-        }
-        let remaining = state
-            .kube
-            .delete_stream(&tenant, &name)
-            .await
-            .map_err(crate::k8s::not_found("stream"))?;
-        state.ingest.forget_stream(&tenant, &name);
-        Ok(match remaining {
-            Some(s) => (
-                StatusCode::ACCEPTED,
-                axum::Json(StreamView::new(&tenant, s)),
-            )
-                .into_response(),
-            None => StatusCode::NO_CONTENT.into_response(),
-        })
-    }
-    .await;
-    audit::record(
-        &state,
-        &access.caller,
-        Some(&tenant),
-        "stream.delete",
-        &format!("streams/{name}"),
-        audit::Outcome::of_response(&result),
-    )
-    .await;
-    result
+    resource::delete::<Stream>(&state, &access, &name).await
 }

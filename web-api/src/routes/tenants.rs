@@ -20,7 +20,7 @@ use crate::pagination::{PageParams, Query, encode_cursor, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::store::{StoreError, TenantRow};
-use crate::{AppState, audit, format_ms, idempotency};
+use crate::{AppState, TenantId, audit, format_ms, idempotency};
 
 /// Body of `POST /v1/tenants`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -105,18 +105,18 @@ fn validate_spec(name: &str, spec: &TenantSpec) -> Result<(), ApiError> {
             e.into()
         })
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation(errors))
-    }
+    ApiError::check_fields(errors)
 }
 
 /// Why `name` may not be a tenant's name, if it is reserved: listed in
 /// [`crate::Config::reserved_tenant_names`], or its namespace `sluice-<name>` is the namespace
 /// Sluice is installed in.
-pub fn reserved_name_problem(name: &str, config: &crate::Config) -> Option<String> {
-    if config.reserved_tenant_names.iter().any(|r| r == name) {
+pub fn reserved_name_problem(name: &TenantId, config: &crate::Config) -> Option<String> {
+    if config
+        .reserved_tenant_names
+        .iter()
+        .any(|r| r == name.as_str())
+    {
         return Some(format!("{name:?} is a reserved tenant name"));
     }
     let namespace = names::tenant_namespace(name);
@@ -156,12 +156,13 @@ pub async fn create_tenant(
     let name = req.name.clone();
     let result = idempotency::run(&state, "", &headers, &fingerprint, || async {
         validate_spec(&req.name, &req.spec)?;
-        if let Some(m) = reserved_name_problem(&req.name, &state.config) {
+        let name = TenantId::parse(&req.name).map_err(|e| ApiError::field("name", e.0))?;
+        if let Some(m) = reserved_name_problem(&name, &state.config) {
             return Err(ApiError::field("name", m));
         }
         let row = TenantRow {
             id: uuid::Uuid::new_v4().to_string(),
-            name: req.name.clone(),
+            name: name.to_string(),
             created_at: chrono::Utc::now().timestamp_millis(),
             created_by: caller.principal.actor.clone(),
         };
@@ -195,16 +196,15 @@ pub async fn create_tenant(
         })
     })
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &caller,
         Some(&name),
         "tenant.create",
         &format!("tenants/{name}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Lists tenants (platform admins), in name order.
@@ -279,16 +279,15 @@ async fn update_spec(
         Ok(axum::Json(TenantView::new(&access.tenant, updated)))
     }
     .await;
-    audit::record(
+    audit::recorded(
         state,
         &access.caller,
         Some(&name),
         action,
         &format!("tenants/{name}"),
-        audit::Outcome::of(&result, 200),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Changes a tenant with a JSON merge patch (RFC 7396) of `{"spec": {...}}`: quota, isolation,
@@ -390,16 +389,15 @@ pub async fn delete_tenant(
         })
     }
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &access.caller,
         Some(&name),
         "tenant.delete",
         &format!("tenants/{name}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 #[cfg(test)]
@@ -412,10 +410,11 @@ mod tests {
             install_namespace: Some("sluice-ops".into()),
             ..crate::Config::default()
         };
+        let problem = |name: &str| reserved_name_problem(&TenantId::parse(name).unwrap(), &config);
         for name in ["system", "kube", "default", "admin", "platform", "ops"] {
-            assert!(reserved_name_problem(name, &config).is_some(), "{name}");
+            assert!(problem(name).is_some(), "{name}");
         }
-        assert_eq!(reserved_name_problem("acme", &config), None);
-        assert_eq!(reserved_name_problem("systems", &config), None);
+        assert_eq!(problem("acme"), None);
+        assert_eq!(problem("systems"), None);
     }
 }

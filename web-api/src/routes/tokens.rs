@@ -185,16 +185,15 @@ pub async fn create_token(
         })
     })
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &access.caller,
         Some(&tenant.name),
         "token.create",
         &format!("tokens/{}", req.name),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// Lists a tenant's API tokens (never their secrets).
@@ -248,14 +247,13 @@ pub async fn revoke_token(
         Ok(axum::Json(TokenView::new(row)).into_response())
     }
     .await;
-    audit::record(
+    audit::recorded(
         &state,
         &access.caller,
         Some(&access.tenant.name),
         "token.revoke",
         &format!("tokens/{id}"),
-        audit::Outcome::of_response(&result),
+        result,
     )
-    .await;
-    result
+    .await
 }

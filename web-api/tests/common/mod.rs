@@ -14,9 +14,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use sluice_api::auth::oidc::Oidc;
-use sluice_api::auth::tokens::Authenticator;
+use sluice_api::config::DEFAULT_AUTH_DATABASE_MAX_CONNECTIONS;
 use sluice_api::k8s::Kube;
-use sluice_api::metrics::Metrics;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
 use sluice_api::{AppState, Config};
 use tower::ServiceExt;
@@ -200,27 +200,16 @@ impl TestApp {
             .expect("kubesim");
         let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
         let db = TestDb::new(db).await;
-        let auth = Authenticator::new(
-            SECRET,
-            &config.issuer,
-            &config.audience,
-            oidc,
-            config.token_cache_ttl,
-        );
-        let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
         // Authentication has a small pool of its own, as `sluice-api serve` sets it up.
-        let auth_store = Store::connect(&db.url, 4).await.expect("auth pool");
-        let mut state = AppState::new(
-            config,
-            db.store.clone(),
-            Kube::new(client.clone()),
-            auth,
-            metrics,
-        )
-        .with_auth_store(auth_store);
-        if let Some(js) = js {
-            state = state.with_jetstream(js);
-        }
+        let auth_store = Store::connect(&db.url, DEFAULT_AUTH_DATABASE_MAX_CONNECTIONS)
+            .await
+            .expect("auth pool");
+        let state = ApiServer::new(config, db.store.clone(), Kube::new(client.clone()), SECRET)
+            .auth_store(auth_store)
+            .oidc(oidc)
+            .jetstream(js)
+            .build()
+            .unwrap();
         let admin = sluice_api::bootstrap_token(&state)
             .await
             .unwrap()

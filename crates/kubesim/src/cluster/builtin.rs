@@ -129,6 +129,7 @@ impl State {
             ("rbac.authorization.k8s.io", "clusterroles") => self.aggregate_cluster_roles(),
             _ => {}
         }
+        self.collect_if_orphaned(r);
     }
 
     /// Asks the kubelet hook about every Deployment again.

@@ -389,6 +389,33 @@ impl State {
         self.store(r, obj);
     }
 
+    /// What the garbage collector does with an object written with owner references that
+    /// point at objects which do not exist (an owner deleted, or deleted and created again under
+    /// a new uid, before the write): with no owner left it is deleted in the background; with
+    /// some owners left it loses the dangling references.
+    pub(super) fn collect_if_orphaned(&mut self, r: &ObjRef) {
+        let Some(obj) = self.get_stored(r) else {
+            return;
+        };
+        if !obj["metadata"]["deletionTimestamp"].is_null() {
+            return;
+        }
+        let owners = meta::owner_uids(obj);
+        if owners.is_empty() {
+            return;
+        }
+        let (alive, gone): (Vec<String>, Vec<String>) = owners
+            .into_iter()
+            .partition(|uid| self.uids.contains_key(uid));
+        if alive.is_empty() {
+            self.delete_object(r, Propagation::Background);
+        } else {
+            for uid in gone {
+                self.drop_owner_ref(r, &uid);
+            }
+        }
+    }
+
     /// What the garbage collector and the namespace and CRD controllers do after an object is
     /// gone.
     pub(super) fn after_removal(&mut self, r: &ObjRef, obj: &Value) {

@@ -556,8 +556,7 @@ fn validate(
     field_validation: FieldValidation,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
-    let name_is_label = matches!(rt.plural.as_str(), "namespaces" | "services");
-    let mut causes = meta::validate_metadata(&obj, name_is_label);
+    let mut causes = meta::validate_metadata(&obj, meta::NameRule::of(&rt.group, &rt.plural));
     let obj = match &rt.schema {
         Some(schema) => {
             let outcome = validation::validate(schema, &obj, old);

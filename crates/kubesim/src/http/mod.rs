@@ -214,7 +214,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
         return crate::protobuf::decode(body).map_err(|e| {
             ApiError::unsupported_media_type(format!(
-                "this server decodes protobuf request bodies only for namespaces: {e}"
+                "this server cannot decode this protobuf request body: {e}"
             ))
         });
     }

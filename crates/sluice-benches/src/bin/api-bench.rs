@@ -3,7 +3,7 @@
 //! authenticated `GET /v1/tenants/{t}/pipelines/{p}` and pipeline creates: requests per second,
 //! p50 and p99 latency.
 //!
-//! `cargo run --release -p sluice-api --bin api-bench -- --help`
+//! `cargo run --release -p sluice-benches --bin api-bench -- --help`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
-use sluice_api::auth::tokens::Authenticator;
+use sluice_api::Config;
 use sluice_api::k8s::Kube;
-use sluice_api::metrics::Metrics;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
-use sluice_api::{AppState, Config};
 
 #[derive(Parser)]
 #[command(about = "Measures the Sluice API on loopback")]
@@ -104,30 +103,25 @@ async fn main() -> anyhow::Result<()> {
 
     let config = Config::default();
     let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
-    let auth = Authenticator::new(
-        secret.as_bytes(),
-        &config.issuer,
-        &config.audience,
-        None,
-        config.token_cache_ttl,
-    );
-    let metrics = Metrics::new(prometheus::Registry::new())?;
-    let state = AppState::new(
+    let state = ApiServer::new(
         config,
         store.clone(),
         Kube::new(client.clone()),
-        auth,
-        metrics,
-    );
+        secret.as_bytes(),
+    )
+    .build()?;
     let admin_token = sluice_api::bootstrap_token(&state)
         .await?
         .context("bootstrap token")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(sluice_api::serve(
+    // Serves until stopped, then writes the last ingest counts and closes the store.
+    let server = tokio::spawn(sluice_api::server::run(
+        state.clone(),
         listener,
-        sluice_api::app(state),
+        metrics_listener,
         async move {
             let _ = stop_rx.await;
         },
@@ -261,7 +255,6 @@ async fn main() -> anyhow::Result<()> {
 
     let _ = stop_tx.send(());
     server.await??;
-    store.close().await;
     if let Some((admin, name)) = dropper {
         if let Store::Postgres(pool) = &admin {
             sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -14,7 +14,7 @@
 //!
 //! Then a micro-benchmark of the token bucket alone. Streams are deleted at the end.
 //!
-//! `cargo run --release -p sluice-api --bin ingest-bench -- --help`
+//! `cargo run --release -p sluice-benches --bin ingest-bench -- --help`
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,12 +25,11 @@ use bytes::Bytes;
 use clap::Parser;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use sluice_api::auth::tokens::Authenticator;
+use sluice_api::Config;
 use sluice_api::ingest::limiter::{RateLimiter, Rates};
 use sluice_api::k8s::Kube;
-use sluice_api::metrics::Metrics;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
-use sluice_api::{AppState, Config};
 use sluice_core::{names, subjects};
 
 #[derive(Parser)]
@@ -296,32 +295,26 @@ async fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
-    let auth = Authenticator::new(
-        secret.as_bytes(),
-        &config.issuer,
-        &config.audience,
-        None,
-        config.token_cache_ttl,
-    );
-    let metrics = Metrics::new(prometheus::Registry::new())?;
-    let state = AppState::new(
+    let state = ApiServer::new(
         config,
         store.clone(),
         Kube::new(client.clone()),
-        auth,
-        metrics,
+        secret.as_bytes(),
     )
-    .with_jetstream(js.clone());
+    .jetstream(Some(js.clone()))
+    .build()?;
     let admin_token = sluice_api::bootstrap_token(&state)
         .await?
         .context("bootstrap token")?;
-    let flusher = state.spawn_usage_flusher();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(sluice_api::serve(
+    // Serves until stopped, then writes the last ingest counts and closes the store.
+    let server = tokio::spawn(sluice_api::server::run(
+        state.clone(),
         listener,
-        sluice_api::app(state.clone()),
+        metrics_listener,
         async move {
             let _ = stop_rx.await;
         },
@@ -463,12 +456,9 @@ async fn main() -> anyhow::Result<()> {
 
     let _ = stop_tx.send(());
     server.await??;
-    flusher.abort();
-    state.flush_usage().await?;
     for name in broker_streams {
         let _ = js.delete_stream(&name).await;
     }
-    store.close().await;
     if let Some((admin, name)) = dropper {
         if let Store::Postgres(pool) = &admin {
             sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -2,7 +2,7 @@
 //! its own process, so the operator's figures (RSS, writes) are its own.
 //!
 //! ```sh
-//! cargo run --release -p sluice-tests --bin operator-bench -- \
+//! cargo run --release -p sluice-benches --bin operator-bench -- \
 //!     --tenants 1000 --pipelines-per-tenant 10 --resync-secs 30 --samples 200
 //! ```
 //!
@@ -137,7 +137,7 @@ async fn stdin_closed() {
 
 async fn serve_kubesim(port: u16) -> anyhow::Result<()> {
     let cluster = kubesim::Cluster::new();
-    sluice_tests::install_crds(&cluster);
+    sluice_testkit::install_crds(&cluster);
     let server = kubesim::Server::start_with(
         cluster,
         kubesim::ServerConfig {

@@ -5,7 +5,7 @@
 //!
 //! - **baseline**: a bare async-nats loop — pull (1000 per request, pipelined), publish each
 //!   payload unchanged on a core NATS subject, ack each message without waiting;
-//! - **worker**: this crate's worker, with a CEL filter and a field projection, JetStream
+//! - **worker**: the worker library (`sluice_worker::run`), with a CEL filter and a field projection, JetStream
 //!   source to core NATS sink, as a route would run it.
 //!
 //! Each run ends when its consumer has nothing pending and nothing unacknowledged. Prints

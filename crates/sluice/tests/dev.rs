@@ -23,7 +23,7 @@ fn build_worker() -> PathBuf {
     let sluice = Path::new(env!("CARGO_BIN_EXE_sluice"));
     let profile_dir = sluice.parent().expect("the binary's directory");
     let target_dir = profile_dir.parent().expect("the target directory");
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "-p", "sluice-worker", "--bin", "sluice-worker"])
@@ -203,7 +203,7 @@ fn wait_jsonpath(
 
 fn example(name: &str, tenant: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
+        .join("../../examples")
         .join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))

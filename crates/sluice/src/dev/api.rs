@@ -8,9 +8,8 @@ use super::DevError;
 use super::paths::{DataDir, write_private};
 use base64::Engine;
 use rand::RngCore;
-use sluice_api::auth::tokens::Authenticator;
 use sluice_api::k8s::Kube;
-use sluice_api::metrics::Metrics;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
 use sluice_api::{AppState, Config};
 use std::net::SocketAddr;
@@ -31,8 +30,6 @@ pub struct WebApi {
     pub state: AppState,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
-    metrics_server: JoinHandle<std::io::Result<()>>,
-    flusher: JoinHandle<()>,
 }
 
 impl WebApi {
@@ -52,24 +49,18 @@ impl WebApi {
             database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("sluice.db").display()));
         let store = Store::connect(&url, 4).await?;
         sluice_api::migrate(&store).await?;
-        let config = Config::default();
-        let auth = Authenticator::new(
-            secret.as_bytes(),
-            &config.issuer,
-            &config.audience,
-            None,
-            config.token_cache_ttl,
-        );
-        let metrics =
-            Metrics::new(prometheus::Registry::new()).map_err(|e| DevError::Api(e.to_string()))?;
-        let nats = async_nats::ConnectOptions::new()
-            .name("sluice-api")
-            .retry_on_initial_connect()
-            .connect(nats_url)
+        let jetstream = sluice_api::server::connect_jetstream(nats_url)
             .await
             .map_err(|e| DevError::Nats(format!("{nats_url}: {e}")))?;
-        let state = AppState::new(config, store, Kube::new(client), auth, metrics)
-            .with_jetstream(async_nats::jetstream::new(nats));
+        let state = ApiServer::new(
+            Config::default(),
+            store,
+            Kube::new(client),
+            secret.as_bytes(),
+        )
+        .jetstream(Some(jetstream))
+        .build()
+        .map_err(|e| DevError::Api(e.to_string()))?;
         let bootstrap_token = sluice_api::bootstrap_token(&state)
             .await
             .map_err(|e| DevError::Api(format!("cannot issue the bootstrap token: {e}")))?;
@@ -87,26 +78,19 @@ impl WebApi {
             .local_addr()
             .map_err(|e| DevError::Api(e.to_string()))?;
         let stop = CancellationToken::new();
-        let flusher = state.spawn_usage_flusher();
-        let server = tokio::spawn(sluice_api::serve(
+        let server = tokio::spawn(sluice_api::server::run(
+            state.clone(),
             listener,
-            sluice_api::app(state.clone()),
-            stop.clone().cancelled_owned(),
-        ));
-        let metrics_server = tokio::spawn(sluice_api::serve(
             metrics_listener,
-            sluice_api::metrics_app(state.clone()),
             stop.clone().cancelled_owned(),
         ));
         Ok(WebApi {
             url: format!("http://{addr}"),
             bootstrap_token_issued: bootstrap_token.is_some(),
             metrics_url: format!("http://{metrics_addr}/metrics"),
-            metrics_server,
             state,
             stop,
             server,
-            flusher,
         })
     }
 
@@ -118,12 +102,6 @@ impl WebApi {
             Err(e) => tracing::warn!(error = %e, "the Web API task failed"),
             Ok(Ok(())) => {}
         }
-        let _ = self.metrics_server.await;
-        self.flusher.abort();
-        if let Err(e) = self.state.flush_usage().await {
-            tracing::warn!(error = %e, "cannot write the last ingest counts");
-        }
-        self.state.store.close().await;
     }
 }
 
