@@ -142,6 +142,11 @@ impl Keep {
         Keep::Only(names.into_iter().map(Into::into).collect())
     }
 
+    /// Keeps nothing (everything found is pruned).
+    pub fn none() -> Self {
+        Keep::Only(BTreeSet::new())
+    }
+
     /// Whether `name` is kept.
     pub fn keeps(&self, name: &str) -> bool {
         match self {
@@ -202,7 +207,7 @@ mod tests {
     fn pruning_deletes_what_the_keep_set_lacks() {
         let live = ["a", "b", "c"];
         assert_eq!(Keep::only(["a", "c"]).unwanted(live), ["b"]);
-        assert_eq!(Keep::only(Vec::<String>::new()).unwanted(live), live);
+        assert_eq!(Keep::none().unwanted(live), live);
         assert!(Keep::All.unwanted(live).is_empty());
         assert!(Keep::only(["a", "b", "c", "d"]).unwanted(live).is_empty());
         assert!(Keep::only(["x"]).keeps("x"));

@@ -160,7 +160,7 @@ fn build(
             (routes, keep)
         }
         (Verdict::InvalidSpec(_), _) => (vec![], Keep::All),
-        _ => (vec![], Keep::only(Vec::<String>::new())),
+        _ => (vec![], Keep::none()),
     }
 }
 
