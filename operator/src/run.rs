@@ -70,7 +70,7 @@ pub async fn run(
     ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
     match &opts.leader_election {
-        Some(lease) => lead(&client, lease, controllers, &metrics, &stop).await,
+        Some(lease) => run_as_leader(&client, lease, controllers, &metrics, &stop).await,
         None => {
             controllers.await;
             Ok(())
@@ -133,7 +133,7 @@ async fn serve_probes(
 
 /// Runs `controllers` while holding `lease`; stops them, and fails, when the lease is lost.
 /// A leader that stops cleanly releases the lease, so a standby takes over at once.
-async fn lead(
+async fn run_as_leader(
     client: &Client,
     lease: &LeaseConfig,
     controllers: impl std::future::Future<Output = ()>,
