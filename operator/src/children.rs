@@ -1,12 +1,21 @@
-//! Applying desired child objects and pruning leftovers. A child is written (server-side
-//! apply, one field manager, forced) only when the live object differs from what is desired,
-//! so a converged reconcile writes nothing; a child edited or deleted by hand is restored.
+//! Applying desired child objects and pruning leftovers, for every controller. A child is a
+//! typed Kubernetes object; its API (group, version, plural, scope) comes from its type.
+//!
+//! A child is written (server-side apply, one field manager, forced) only when the live object
+//! differs from what is desired, so a converged reconcile writes nothing; a child edited or
+//! deleted by hand is restored. Every write is counted in `sluice_operator_api_writes_total`
+//! under the child's kind.
 
+use crate::context::Context;
+use crate::error::Error;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::core::{DynamicObject, GroupVersionKind};
-use kube::discovery::ApiResource;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "sluice-operator";
@@ -26,7 +35,49 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
     }
 }
 
-/// What `ensure` did.
+/// How the API of a kind is reached: within a namespace, or cluster-wide.
+pub trait Scope {
+    /// The API of `K` for an object in `namespace` (ignored for cluster-scoped kinds).
+    fn api<K>(client: Client, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = Self, DynamicType = ()>;
+}
+
+impl Scope for NamespaceResourceScope {
+    fn api<K>(client: Client, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = Self, DynamicType = ()>,
+    {
+        Api::namespaced(client, namespace)
+    }
+}
+
+impl Scope for ClusterResourceScope {
+    fn api<K>(client: Client, _namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = Self, DynamicType = ()>,
+    {
+        Api::all(client)
+    }
+}
+
+/// A kind of object the operator owns (any typed Kubernetes object).
+pub trait Child:
+    Resource<DynamicType = (), Scope: Scope> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope: Scope> + Clone + Debug + Serialize + DeserializeOwned
+{
+}
+
+/// The API of `K` in `namespace` (cluster-wide for cluster-scoped kinds).
+pub fn api<K: Child>(client: &Client, namespace: &str) -> Api<K> {
+    <K::Scope as Scope>::api(client.clone(), namespace)
+}
+
+/// What `apply` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The live object already matched.
@@ -35,37 +86,21 @@ pub enum Outcome {
     Written,
 }
 
-/// The dynamic API of a desired object (from its `apiVersion`, `kind`; plural from the kind).
-pub fn api_for(client: &Client, obj: &Value) -> Api<DynamicObject> {
-    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    let ar = ApiResource::from_gvk_with_plural(&gvk, &plural_of(kind));
-    match obj["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    }
-}
-
-/// The plural resource name of the kinds the operator writes.
-pub fn plural_of(kind: &str) -> String {
-    match kind {
-        "NetworkPolicy" => "networkpolicies".into(),
-        "PodDisruptionBudget" => "poddisruptionbudgets".into(),
-        other => format!("{}s", other.to_lowercase()),
-    }
-}
-
 /// Makes the live object match `desired`: reads it, and applies `desired` only when it differs.
-pub async fn ensure(client: &Client, desired: &Value) -> Result<Outcome, kube::Error> {
-    let api = api_for(client, desired);
-    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
-    if let Some(live) = api.get_opt(name).await? {
-        let live = serde_json::to_value(&live).map_err(kube::Error::SerdeError)?;
-        if is_subset(desired, &live) {
-            return Ok(Outcome::Unchanged);
-        }
+pub async fn apply<K: Child>(ctx: &Context, desired: &K) -> Result<Outcome, Error> {
+    let meta = desired.meta();
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let api = api::<K>(&ctx.client, meta.namespace.as_deref().unwrap_or_default());
+    if let Some(live) = api.get_opt(name).await?
+        && is_subset(
+            &serde_json::to_value(desired)?,
+            &serde_json::to_value(&live)?,
+        )
+    {
+        return Ok(Outcome::Unchanged);
     }
     api.patch(
         name,
@@ -73,34 +108,80 @@ pub async fn ensure(client: &Client, desired: &Value) -> Result<Outcome, kube::E
         &Patch::Apply(desired),
     )
     .await?;
+    ctx.count_write(&K::kind(&()));
     Ok(Outcome::Written)
 }
 
-/// Deletes the objects of `kind` in `namespace` matching `selector` whose names are not in
-/// `keep`. Returns how many were deleted.
-pub async fn prune(
-    client: &Client,
-    api_version: &str,
-    kind: &str,
-    namespace: &str,
-    selector: &str,
-    keep: &[String],
-) -> Result<usize, kube::Error> {
-    let probe = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": namespace}});
-    let api = api_for(client, &probe);
-    let mut deleted = 0;
-    for obj in api.list(&ListParams::default().labels(selector)).await? {
-        let name = obj.name_any();
-        if keep.contains(&name) {
-            continue;
+/// Deletes the `K` called `name` in `namespace`, if it exists.
+pub async fn delete<K: Child>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    match api::<K>(&ctx.client, namespace)
+        .delete(name, &DeleteParams::background())
+        .await
+    {
+        Ok(_) => {
+            ctx.count_write(&K::kind(&()));
+            Ok(())
         }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted += 1,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Which of the children a controller finds it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Keep {
+    /// Every one (nothing is pruned).
+    All,
+    /// Only these names.
+    Only(BTreeSet<String>),
+}
+
+impl Keep {
+    /// Keeps the names given.
+    pub fn only<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        Keep::Only(names.into_iter().map(Into::into).collect())
+    }
+
+    /// Keeps nothing (everything found is pruned).
+    pub fn none() -> Self {
+        Keep::Only(BTreeSet::new())
+    }
+
+    /// Whether `name` is kept.
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            Keep::All => true,
+            Keep::Only(names) => names.contains(name),
         }
     }
-    Ok(deleted)
+
+    /// The names in `live` that are not kept: what pruning deletes.
+    pub fn unwanted<'a>(&self, live: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        live.into_iter()
+            .filter(|name| !self.keeps(name))
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Deletes the `K`s in `namespace` matching `selector` that `keep` does not keep.
+pub async fn prune<K: Child>(
+    ctx: &Context,
+    namespace: &str,
+    selector: &str,
+    keep: &Keep,
+) -> Result<(), Error> {
+    if *keep == Keep::All {
+        return Ok(());
+    }
+    let live = api::<K>(&ctx.client, namespace)
+        .list_metadata(&ListParams::default().labels(selector))
+        .await?;
+    let names: Vec<String> = live.items.iter().map(ResourceExt::name_any).collect();
+    for name in keep.unwanted(names.iter().map(String::as_str)) {
+        delete::<K>(ctx, namespace, &name).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -123,9 +204,23 @@ mod tests {
     }
 
     #[test]
-    fn plurals() {
-        assert_eq!(plural_of("Deployment"), "deployments");
-        assert_eq!(plural_of("NetworkPolicy"), "networkpolicies");
-        assert_eq!(plural_of("ConfigMap"), "configmaps");
+    fn pruning_deletes_what_the_keep_set_lacks() {
+        let live = ["a", "b", "c"];
+        assert_eq!(Keep::only(["a", "c"]).unwanted(live), ["b"]);
+        assert_eq!(Keep::none().unwanted(live), live);
+        assert!(Keep::All.unwanted(live).is_empty());
+        assert!(Keep::only(["a", "b", "c", "d"]).unwanted(live).is_empty());
+        assert!(Keep::only(["x"]).keeps("x"));
+        assert!(!Keep::only(["x"]).keeps("y"));
+    }
+
+    #[test]
+    fn the_api_comes_from_the_type() {
+        use k8s_openapi::api::apps::v1::Deployment;
+        use k8s_openapi::api::core::v1::Namespace;
+        use k8s_openapi::api::networking::v1::NetworkPolicy;
+        assert_eq!(Deployment::plural(&()), "deployments");
+        assert_eq!(NetworkPolicy::plural(&()), "networkpolicies");
+        assert_eq!(Namespace::kind(&()), "Namespace");
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use sluice_crd::{Pipeline, Tenant};
 use std::sync::Arc;
@@ -33,33 +33,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// Publishes an Event about `reference`; failures are logged, never fatal.
-    pub async fn event(
-        &self,
-        reference: &k8s_openapi::api::core::v1::ObjectReference,
-        warning: bool,
-        reason: &str,
-        note: String,
-    ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        // Events are recorded on transitions only, so there is no series to aggregate: a fresh
-        // recorder per Event keeps kube's recorder cache (scanned at every publish, and never
-        // smaller than the number of objects with recent Events) from growing with the cluster.
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
-        if let Err(e) = recorder.publish(&ev, reference).await {
-            tracing::warn!(error = %e, reason, "cannot publish event");
-        } else {
-            self.metrics.writes.with_label_values(&["Event"]).inc();
-        }
+    /// Counts one write of `kind` to the Kubernetes API.
+    pub fn count_write(&self, kind: &str) {
+        self.metrics.writes.with_label_values(&[kind]).inc();
     }
 }

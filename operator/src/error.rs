@@ -1,6 +1,10 @@
-//! Errors of the reconcilers. Variant names become the `reason` label of the error metric.
+//! The operator's one error type: what fails a reconcile (retried with backoff), and what
+//! stops a command or the operator itself. Variant names become the `reason` label of the
+//! error metric.
 
-/// A reconcile that could not finish; it is retried with backoff.
+use std::net::SocketAddr;
+
+/// An error of the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Kubernetes API refused or failed a request.
@@ -15,9 +19,28 @@ pub enum Error {
     /// The broker failed (the reconcile is retried).
     #[error("broker: {0}")]
     Broker(String),
-    /// Adding or removing a finalizer failed, or the cleanup it guards did.
+    /// Adding or removing a Stream's finalizer failed, or the cleanup it guards did.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// No Kubernetes client could be configured.
+    #[error("cannot configure a Kubernetes client (KUBECONFIG or in-cluster): {0}")]
+    Client(#[source] kube::Error),
+    /// Writing a command's output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    /// A sink CIDR flag does not parse.
+    #[error("--sink-allow-cidrs / --sink-deny-cidrs: {0}")]
+    SinkCidr(#[from] sluice_core::egress::CidrError),
+    /// The metrics endpoint could not listen.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// This replica lost the leader lease; it must stop (and be restarted) so that only one
+    /// replica acts.
+    #[error("lost the leader lease")]
+    LostLease,
 }
 
 impl Error {
@@ -31,6 +54,12 @@ impl Error {
             Error::MissingField(_) => "missing_field",
             Error::Broker(_) => "broker",
             Error::Finalizer(_) => "finalizer",
+            Error::Client(_) => "client",
+            Error::Output(_) => "output",
+            Error::SinkCidr(_) => "sink_cidr",
+            Error::Listen(..) => "listen",
+            Error::Metrics(_) => "metrics",
+            Error::LostLease => "lost_lease",
         }
     }
 }

@@ -1,10 +1,14 @@
-//! The Sluice operator: kube-rs controllers that turn Tenants into isolated namespaces and
-//! Pipelines into per-sink processing routes, within quota.
+//! The Sluice operator: kube-rs controllers that turn Tenants into isolated namespaces,
+//! Streams into broker streams and Pipelines into per-sink processing routes, within quota.
 //!
 //! - `tenant/`: the Tenant controller and what a tenant owns (`tenant/desired.rs`);
-//! - `pipeline/`: the Pipeline controller, quota admission, the routes it builds, its status;
-//! - `stream/`: the Stream controller and the broker it provisions streams in;
-//! - `children.rs`: apply-if-different and prune; `conditions.rs`: condition bookkeeping;
+//! - `pipeline/`: the Pipeline controller, quota admission and re-admission, what makes a
+//!   route (`pipeline/route.rs`) and how it is built (`pipeline/desired.rs`), its status;
+//! - `stream/`: the Stream controller and the broker it provisions streams in (the only
+//!   finalizer the operator sets is the Stream's, which deletes the broker stream);
+//! - `children.rs`: typed children, apply-if-different and prune; `reconcile.rs`: status,
+//!   Events and the retry policy every controller shares; `conditions.rs`: condition
+//!   bookkeeping; `error.rs`: the one error type;
 //! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
 //! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].
@@ -19,6 +23,7 @@ pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod rbac;
+pub mod reconcile;
 pub mod run;
 pub mod stream;
 pub mod tenant;
@@ -27,22 +32,7 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
 
-/// Errors of the operator's commands.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing the command's output failed.
-    #[error("cannot write output: {0}")]
-    Output(#[from] std::io::Error),
-    /// No Kubernetes client could be configured.
-    #[error("cannot configure a Kubernetes client (KUBECONFIG or in-cluster): {0}")]
-    Client(#[from] kube::Error),
-    /// The operator stopped with an error.
-    #[error(transparent)]
-    Run(#[from] run::RunError),
-    /// A sink CIDR flag does not parse.
-    #[error("--sink-allow-cidrs / --sink-deny-cidrs: {0}")]
-    SinkCidr(#[from] sluice_core::egress::CidrError),
-}
+pub use error::Error;
 
 /// The Sluice operator.
 #[derive(Debug, Parser)]
@@ -205,7 +195,7 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
         Command::Run(args) => {
             let options = args.options();
             sluice_core::egress::Egress::new(&options.config.sink_policy)?;
-            let client = kube::Client::try_default().await?;
+            let client = kube::Client::try_default().await.map_err(Error::Client)?;
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };

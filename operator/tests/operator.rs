@@ -4,7 +4,12 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, LimitRange, Namespace, ResourceQuota, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kubesim::PodBehaviour;
@@ -702,11 +707,99 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
 
         // A restarted operator on a converged cluster reconciles everything and writes nothing.
         let before = cluster.resource_version();
+        let versions_before = versions(&c).await;
         let op = Operator::start(c.clone(), None);
         tokio::time::sleep(Duration::from_secs(3)).await;
         op.stop().await;
-        assert_eq!(cluster.resource_version(), before, "a no-op reconcile wrote something");
+        let after = versions(&c).await;
+        let written: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| versions_before.get(*k) != Some(v))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            cluster.resource_version(),
+            before,
+            "a no-op reconcile wrote something: {written:?}"
+        );
     });
+}
+
+#[test]
+fn a_tenant_that_stops_asking_for_its_quota_and_owners_loses_them() {
+    let sim = SimCluster::start();
+    sim.block_on(async {
+        let c = client(&sim);
+        let op = Operator::start(c.clone(), None);
+        create_tenant(&c, &tenant("acme", json!({"cpu": "2"}))).await;
+        let quotas = Api::<ResourceQuota>::namespaced(c.clone(), NS);
+        let bindings = Api::<RoleBinding>::namespaced(c.clone(), NS);
+        let present = |quota: bool, binding: bool| {
+            let (quotas, bindings) = (quotas.clone(), bindings.clone());
+            async move {
+                quotas.get_opt("sluice-quota").await.unwrap().is_some() == quota
+                    && bindings.get_opt("sluice-owners").await.unwrap().is_some() == binding
+            }
+        };
+        eventually("quota and owners' binding", || present(true, true)).await;
+        Api::<Tenant>::all(c.clone())
+            .patch(
+                "acme",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"owners": [], "quota": {"cpu": null}}})),
+            )
+            .await
+            .unwrap();
+        eventually("both pruned", || present(false, false)).await;
+        // The rest of the namespace stays.
+        assert!(
+            Api::<ServiceAccount>::namespaced(c.clone(), NS)
+                .get_opt("sluice-worker")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        op.stop().await;
+    });
+}
+
+/// The resourceVersion of every object the operator reads or writes in the cluster, by kind,
+/// namespace and name: what changed between two calls names what was written.
+async fn versions(c: &Client) -> std::collections::BTreeMap<String, String> {
+    async fn of<K>(c: &Client, out: &mut std::collections::BTreeMap<String, String>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let kind = K::kind(&()).to_string();
+        for o in Api::<K>::all(c.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+        {
+            let key = format!(
+                "{kind} {}/{}",
+                o.namespace().unwrap_or_default(),
+                o.name_any()
+            );
+            out.insert(key, o.resource_version().unwrap_or_default());
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    of::<Tenant>(c, &mut out).await;
+    of::<Pipeline>(c, &mut out).await;
+    of::<Stream>(c, &mut out).await;
+    of::<Namespace>(c, &mut out).await;
+    of::<ConfigMap>(c, &mut out).await;
+    of::<Deployment>(c, &mut out).await;
+    of::<Event>(c, &mut out).await;
+    of::<ResourceQuota>(c, &mut out).await;
+    of::<RoleBinding>(c, &mut out).await;
+    of::<ServiceAccount>(c, &mut out).await;
+    of::<Service>(c, &mut out).await;
+    of::<PodDisruptionBudget>(c, &mut out).await;
+    of::<LimitRange>(c, &mut out).await;
+    of::<NetworkPolicy>(c, &mut out).await;
+    out
 }
 
 #[test]

@@ -2,8 +2,13 @@
 //! (creation time, then name): each one fits or not next to the ones admitted before it, so
 //! the decision is deterministic, the same whichever pipeline is reconciled, and a pipeline
 //! refused for lack of room is admitted by itself when room appears.
+//!
+//! Re-admission lives here too: what decision a pipeline's status records, and when that
+//! record is out of date, so the pipeline deserves another reconcile.
 
+use crate::conditions::Reason;
 use sluice_core::quota::{self, Exceeded, Limits, Usage};
+use sluice_crd::{ConditionType, Pipeline};
 use std::collections::BTreeMap;
 
 /// One pipeline of the tenant, as admission sees it.
@@ -64,6 +69,69 @@ pub fn admitted_usage(candidates: &[Candidate], decisions: &BTreeMap<String, Dec
         .filter(|c| c.valid && decisions.get(&c.name) == Some(&Decision::Admitted))
         .map(|c| c.demand)
         .sum()
+}
+
+/// The admission decision a pipeline's status records (its `Accepted` condition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// `Accepted=True`.
+    Admitted,
+    /// `Accepted` does not hold, for lack of quota.
+    RefusedForQuota,
+    /// Refused for another reason, or no decision recorded yet.
+    Other,
+}
+
+/// What `p`'s status records.
+pub fn recorded(p: &Pipeline) -> Recorded {
+    let accepted = p
+        .status
+        .as_ref()
+        .and_then(|s| sluice_crd::condition::find(&s.conditions, ConditionType::Accepted));
+    match accepted {
+        Some(c) if c.holds() => Recorded::Admitted,
+        Some(c) if c.reason.as_deref() == Some(Reason::QuotaExceeded.as_str()) => {
+            Recorded::RefusedForQuota
+        }
+        _ => Recorded::Other,
+    }
+}
+
+/// Whether a recorded decision is out of date now that the pipeline is (or is not) admitted:
+/// an admitted pipeline that no longer fits, or one refused for quota that now fits. Other
+/// refusals are not quota's business.
+pub fn is_stale(recorded: Recorded, now_admitted: bool) -> bool {
+    match recorded {
+        Recorded::Admitted => !now_admitted,
+        Recorded::RefusedForQuota => now_admitted,
+        Recorded::Other => false,
+    }
+}
+
+/// The pipelines among `peers` (other than `name`) whose recorded decision `decisions`
+/// contradicts: each deserves a reconcile, so room that appears is used without anyone
+/// touching them.
+pub fn stale_peers<'a, P: AsRef<Pipeline>>(
+    peers: &'a [P],
+    name: &str,
+    decisions: &BTreeMap<String, Decision>,
+) -> impl Iterator<Item = &'a Pipeline> {
+    peers.iter().map(AsRef::as_ref).filter(move |q| {
+        let q_name = q.metadata.name.as_deref().unwrap_or_default();
+        q_name != name
+            && is_stale(
+                recorded(q),
+                decisions.get(q_name) == Some(&Decision::Admitted),
+            )
+    })
+}
+
+/// The pipelines among `peers` refused for quota: when a pipeline goes, they may fit.
+pub fn refused_for_quota<P: AsRef<Pipeline>>(peers: &[P]) -> impl Iterator<Item = &Pipeline> {
+    peers
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|q| recorded(q) == Recorded::RefusedForQuota)
 }
 
 #[cfg(test)]
@@ -134,5 +202,80 @@ mod tests {
         );
         assert_eq!(d["a"], Decision::Admitted);
         assert!(matches!(d["b"], Decision::Refused(_)));
+    }
+
+    fn recorded_as(accepted: Option<(sluice_crd::ConditionStatus, &str)>) -> Pipeline {
+        let mut p: Pipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
+            "metadata": {"name": "p", "namespace": "sluice-t"},
+            "spec": {"source": {"stream": "s"}, "sinks": [{"name": "a", "nats": {"subject": "x"}}]}
+        }))
+        .unwrap();
+        if let Some((status, reason)) = accepted {
+            p.status = Some(sluice_crd::PipelineStatus {
+                conditions: vec![sluice_crd::Condition {
+                    type_: "Accepted".into(),
+                    status,
+                    reason: Some(reason.into()),
+                    message: None,
+                    last_transition_time: None,
+                    observed_generation: None,
+                }],
+                ..Default::default()
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn a_recorded_decision_is_stale_when_quota_says_otherwise() {
+        use sluice_crd::ConditionStatus::{False, True};
+        let admitted = recorded_as(Some((True, "Admitted")));
+        let refused = recorded_as(Some((False, "QuotaExceeded")));
+        let invalid = recorded_as(Some((False, "InvalidSpec")));
+        let undecided = recorded_as(None);
+        assert_eq!(recorded(&admitted), Recorded::Admitted);
+        assert_eq!(recorded(&refused), Recorded::RefusedForQuota);
+        assert_eq!(recorded(&invalid), Recorded::Other);
+        assert_eq!(recorded(&undecided), Recorded::Other);
+        assert!(is_stale(Recorded::Admitted, false));
+        assert!(!is_stale(Recorded::Admitted, true));
+        assert!(is_stale(Recorded::RefusedForQuota, true));
+        assert!(!is_stale(Recorded::RefusedForQuota, false));
+        assert!(!is_stale(Recorded::Other, true));
+        assert!(!is_stale(Recorded::Other, false));
+        let name = |p: &Pipeline| p.metadata.name.clone().unwrap();
+        let peers: Vec<std::sync::Arc<Pipeline>> = [admitted, refused, invalid]
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut p)| {
+                p.metadata.name = Some(format!("p{i}"));
+                std::sync::Arc::new(p)
+            })
+            .collect();
+        // p0 no longer fits, p1 now fits; p2 is not quota's business.
+        let decisions = BTreeMap::from([
+            (
+                "p0".to_string(),
+                Decision::Refused(Exceeded {
+                    limit: quota::Limit::MaxPipelines,
+                    max: 1,
+                    used: 1,
+                    requested: 1,
+                }),
+            ),
+            ("p1".to_string(), Decision::Admitted),
+            ("p2".to_string(), Decision::Admitted),
+        ]);
+        let stale: Vec<String> = stale_peers(&peers, "x", &decisions).map(name).collect();
+        assert_eq!(stale, ["p0", "p1"]);
+        let stale: Vec<String> = stale_peers(&peers, "p1", &decisions).map(name).collect();
+        assert_eq!(
+            stale,
+            ["p0"],
+            "the pipeline being reconciled is not its own peer"
+        );
+        let refused: Vec<String> = refused_for_quota(&peers).map(name).collect();
+        assert_eq!(refused, ["p1"]);
     }
 }

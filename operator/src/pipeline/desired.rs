@@ -1,30 +1,31 @@
-//! What an admitted Pipeline should own, as objects (pure): for each sink a route made of a
-//! ConfigMap (the rendered worker config), a Deployment of `sluice-worker` pods, a metrics
-//! Service and a PodDisruptionBudget.
+//! What an admitted Pipeline should own, as objects (pure): for each sink a [`Route`]
+//! (`route.rs`) made of a ConfigMap (the rendered worker config), a Deployment of
+//! `sluice-worker` pods, a metrics Service and a PodDisruptionBudget.
 
+use super::route::Route;
 use crate::config::OperatorConfig;
 use crate::tenant::desired::WORKER_SERVICE_ACCOUNT;
-use serde_json::{Value, json};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sluice_core::route::{self, RouteConfig};
 use sluice_core::{names, subjects};
 use sluice_crd::{Pipeline, Sink, Tenant};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Annotation carrying the hash of a route's config on its pods: a config change rolls them.
 pub const CONFIG_HASH_ANNOTATION: &str = "sluice.dev/config-hash";
 
-/// One route: the objects that deliver a pipeline's events to one sink.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    /// The sink's name.
-    pub sink: String,
-    /// The name of the route's objects.
-    pub name: String,
-    /// The rendered worker configuration.
-    pub config: RouteConfig,
-    /// ConfigMap, Deployment, Service, PodDisruptionBudget, in apply order.
-    pub objects: Vec<Value>,
-}
+/// The user and group the workers run as.
+const WORKER_UID: i64 = 65532;
 
 /// Inputs of the builders that are not the pipeline itself.
 pub struct Inputs<'a> {
@@ -37,15 +38,28 @@ pub struct Inputs<'a> {
 }
 
 /// Labels shared by everything of one route (also the pods' selector).
-pub fn route_labels(tenant: &str, pipeline: &str, sink: &str) -> Value {
-    json!({
-        names::LABEL_TENANT: tenant,
-        names::LABEL_PIPELINE: pipeline,
-        names::LABEL_ROUTE: sink,
-        names::LABEL_NAME: "sluice-worker",
-        names::LABEL_COMPONENT: "route",
-        names::LABEL_MANAGED_BY: names::MANAGED_BY,
-    })
+pub fn route_labels(tenant: &str, pipeline: &str, sink: &str) -> BTreeMap<String, String> {
+    [
+        (names::LABEL_TENANT, tenant),
+        (names::LABEL_PIPELINE, pipeline),
+        (names::LABEL_ROUTE, sink),
+        (names::LABEL_NAME, "sluice-worker"),
+        (names::LABEL_COMPONENT, "route"),
+        (names::LABEL_MANAGED_BY, names::MANAGED_BY),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The label selector of every object of a pipeline's routes, in string form.
+pub fn routes_selector(pipeline: &str) -> String {
+    format!(
+        "{}={pipeline},{}={}",
+        names::LABEL_PIPELINE,
+        names::LABEL_MANAGED_BY,
+        names::MANAGED_BY
+    )
 }
 
 /// The label selector of all the worker pods of a pipeline, in string form.
@@ -215,109 +229,227 @@ pub fn routes(p: &Pipeline, inputs: &Inputs) -> Vec<Route> {
 fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Route {
     let cfg = inputs.config;
     let pipeline = p.metadata.name.clone().unwrap_or_default();
-    let ns = p.metadata.namespace.clone().unwrap_or_default();
     let name = names::route_name(&pipeline, &sink.name);
     let config = route_config(p, tenant, sink, cfg);
     let config_json = config.to_json();
     let hash = format!("{:016x}", names::fnv1a(config_json.as_bytes()));
     let labels = route_labels(tenant, &pipeline, &sink.name);
-    let owner = json!([{
-        "apiVersion": sluice_crd::API_VERSION, "kind": "Pipeline",
-        "name": pipeline, "uid": p.metadata.uid, "controller": true, "blockOwnerDeletion": true,
-    }]);
-    let meta = json!({"name": name, "namespace": ns, "labels": labels, "ownerReferences": owner});
-    let requests = p
-        .spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.clone())
-        .unwrap_or_default();
-    let limits = p
-        .spec
-        .resources
-        .as_ref()
-        .and_then(|r| r.limits.clone())
-        .unwrap_or_default();
-    let q = |v: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>, d: &str| {
-        v.map(|q| q.0).unwrap_or_else(|| d.to_string())
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: p.metadata.namespace.clone(),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![OwnerReference {
+            api_version: sluice_crd::API_VERSION.into(),
+            kind: "Pipeline".into(),
+            name: pipeline.clone(),
+            uid: p.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]),
+        ..Default::default()
     };
-    let resources = json!({
-        "requests": {"cpu": q(requests.cpu, &cfg.default_cpu_request), "memory": q(requests.memory, &cfg.default_memory_request)},
-        "limits": {"cpu": q(limits.cpu, &cfg.default_cpu_limit), "memory": q(limits.memory, &cfg.default_memory_limit)},
-    });
-    let mut volumes = vec![
-        json!({"name": "config", "configMap": {"name": name}}),
-        json!({"name": "tmp", "emptyDir": {}}),
-    ];
-    let mut mounts = vec![
-        json!({"name": "config", "mountPath": route::CONFIG_MOUNT_DIR, "readOnly": true}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
-    ];
-    for (i, secret) in secrets_of(sink).into_iter().enumerate() {
-        let vol = format!("secret-{i}");
-        volumes.push(json!({"name": vol, "secret": {"secretName": secret}}));
-        mounts.push(json!({"name": vol, "mountPath": format!("{}/{secret}", route::SECRETS_MOUNT_DIR), "readOnly": true}));
-    }
-    let mut pod_spec = json!({
-        "serviceAccountName": WORKER_SERVICE_ACCOUNT,
-        "automountServiceAccountToken": false,
-        "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-                            "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}},
-        "terminationGracePeriodSeconds": 60,
-        "containers": [{
-            "name": "worker",
-            "image": cfg.worker_image,
-            "args": ["--config", format!("{}/{}", route::CONFIG_MOUNT_DIR, route::CONFIG_KEY)],
-            "ports": [{"name": "metrics", "containerPort": route::WORKER_METRICS_PORT, "protocol": "TCP"}],
-            "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "failureThreshold": 6},
-            "resources": resources,
-            "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-                                "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": mounts,
-        }],
-        "volumes": volumes,
-    });
-    if let Some(iso) = &inputs.tenant.spec.isolation {
-        if !iso.node_selector.is_empty() {
-            pod_spec["nodeSelector"] = json!(iso.node_selector);
-        }
-        if !iso.tolerations.is_empty() {
-            pod_spec["tolerations"] = serde_json::to_value(&iso.tolerations).unwrap_or(json!([]));
-        }
-        if let Some(pc) = &iso.priority_class_name {
-            pod_spec["priorityClassName"] = json!(pc);
-        }
-    }
-    let objects = vec![
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta,
-               "data": {route::CONFIG_KEY: config_json}}),
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-        "spec": {
-            "replicas": inputs.replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {CONFIG_HASH_ANNOTATION: hash}},
-                "spec": pod_spec,
-            }
-        }}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": meta,
-               "spec": {"selector": labels,
-                        "ports": [{"name": "metrics", "port": route::WORKER_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}}),
-        json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
-               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}),
-    ];
+    let selector = LabelSelector {
+        match_labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels.clone()),
+            annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+            ..Default::default()
+        }),
+        spec: Some(pod_spec(p, &name, sink, inputs)),
+    };
     Route {
         sink: sink.name.clone(),
         name,
         config,
-        objects,
+        config_map: ConfigMap {
+            metadata: metadata.clone(),
+            data: Some(BTreeMap::from([(
+                route::CONFIG_KEY.to_string(),
+                config_json,
+            )])),
+            ..Default::default()
+        },
+        deployment: Deployment {
+            metadata: metadata.clone(),
+            spec: DeploymentSpec {
+                replicas: Some(inputs.replicas),
+                selector: selector.clone(),
+                template,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        service: Service {
+            metadata: metadata.clone(),
+            spec: Some(ServiceSpec {
+                selector: Some(labels),
+                ports: Some(vec![ServicePort {
+                    name: Some("metrics".into()),
+                    port: i32::from(route::WORKER_METRICS_PORT),
+                    target_port: Some(IntOrString::String("metrics".into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        pod_disruption_budget: PodDisruptionBudget {
+            metadata,
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::Int(1)),
+                selector: Some(selector),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+/// The worker pods of route `name`: restricted, with the route's config and secrets mounted,
+/// scheduled as the tenant's isolation says.
+fn pod_spec(p: &Pipeline, name: &str, sink: &Sink, inputs: &Inputs) -> PodSpec {
+    let cfg = inputs.config;
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    let mount = |name: &str, path: String, read_only: Option<bool>| VolumeMount {
+        name: name.to_string(),
+        mount_path: path,
+        read_only,
+        ..Default::default()
+    };
+    let mut mounts = vec![
+        mount("config", route::CONFIG_MOUNT_DIR.to_string(), Some(true)),
+        mount("tmp", "/tmp".to_string(), None),
+    ];
+    for (i, secret) in secrets_of(sink).into_iter().enumerate() {
+        let vol = format!("secret-{i}");
+        volumes.push(Volume {
+            name: vol.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(mount(
+            &vol,
+            format!("{}/{secret}", route::SECRETS_MOUNT_DIR),
+            Some(true),
+        ));
+    }
+    let probe = |path: &str, period: i32, failure_threshold: Option<i32>| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String("metrics".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold,
+        ..Default::default()
+    };
+    let container = Container {
+        name: "worker".into(),
+        image: Some(cfg.worker_image.clone()),
+        args: Some(vec![
+            "--config".into(),
+            format!("{}/{}", route::CONFIG_MOUNT_DIR, route::CONFIG_KEY),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: i32::from(route::WORKER_METRICS_PORT),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz", 5, None)),
+        liveness_probe: Some(probe("/healthz", 10, Some(6))),
+        resources: Some(resources(p.spec.resources.as_ref(), cfg)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    let iso = inputs.tenant.spec.isolation.clone().unwrap_or_default();
+    PodSpec {
+        service_account_name: Some(WORKER_SERVICE_ACCOUNT.into()),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(WORKER_UID),
+            run_as_group: Some(WORKER_UID),
+            fs_group: Some(WORKER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        termination_grace_period_seconds: Some(60),
+        containers: vec![container],
+        volumes: Some(volumes),
+        node_selector: (!iso.node_selector.is_empty()).then_some(iso.node_selector),
+        tolerations: (!iso.tolerations.is_empty()).then_some(iso.tolerations),
+        priority_class_name: iso.priority_class_name,
+        ..Default::default()
+    }
+}
+
+/// The requests and limits of a worker: the pipeline's, or the platform's defaults.
+fn resources(
+    spec: Option<&sluice_crd::ComputeResources>,
+    cfg: &OperatorConfig,
+) -> ResourceRequirements {
+    let requests = spec.and_then(|r| r.requests.clone()).unwrap_or_default();
+    let limits = spec.and_then(|r| r.limits.clone()).unwrap_or_default();
+    let q = |v: Option<Quantity>, default: &str| v.unwrap_or_else(|| Quantity(default.into()));
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q(requests.cpu, &cfg.default_cpu_request)),
+            (
+                "memory".into(),
+                q(requests.memory, &cfg.default_memory_request),
+            ),
+        ])),
+        limits: Some(BTreeMap::from([
+            ("cpu".into(), q(limits.cpu, &cfg.default_cpu_limit)),
+            ("memory".into(), q(limits.memory, &cfg.default_memory_limit)),
+        ])),
+        claims: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn to_json(o: &impl serde::Serialize) -> Value {
+        serde_json::to_value(o).unwrap()
+    }
 
     fn fixtures() -> (Pipeline, Tenant) {
         let mut p: Pipeline =
@@ -346,8 +478,13 @@ mod tests {
         assert_eq!(names[0], "large-orders-alerts");
         for r in &routes {
             assert!(r.config.validate().is_empty(), "{:?}", r.config.validate());
-            let kinds: Vec<&str> = r
-                .objects
+            let objects = [
+                to_json(&r.config_map),
+                to_json(&r.deployment),
+                to_json(&r.service),
+                to_json(&r.pod_disruption_budget),
+            ];
+            let kinds: Vec<&str> = objects
                 .iter()
                 .map(|o| o["kind"].as_str().unwrap())
                 .collect();
@@ -355,7 +492,7 @@ mod tests {
                 kinds,
                 ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
             );
-            let d = &r.objects[1];
+            let d = &objects[1];
             assert_eq!(d["spec"]["replicas"], 2);
             assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "p-uid");
             let pod = &d["spec"]["template"]["spec"];
@@ -396,8 +533,8 @@ mod tests {
             matches!(&webhook.config.sink, route::Sink::Http { authorization_file: Some(f), connect_timeout_ms: 2000, request_timeout_ms: 10000, .. }
             if f == "/var/run/sluice/secrets/webhook-token/authorization")
         );
-        let mounts =
-            &webhook.objects[1]["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
+        let deployment = to_json(&webhook.deployment);
+        let mounts = &deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"];
         assert!(
             mounts
                 .as_array()
@@ -406,10 +543,7 @@ mod tests {
                 .any(|m| m["mountPath"] == "/var/run/sluice/secrets/webhook-token")
         );
         assert!(
-            !routes[1].objects[0]["data"][route::CONFIG_KEY]
-                .as_str()
-                .unwrap()
-                .contains("token-value")
+            !routes[1].config_map.data.as_ref().unwrap()[route::CONFIG_KEY].contains("token-value")
         );
     }
 
@@ -426,7 +560,8 @@ mod tests {
         p.spec.sinks[0].nats.as_mut().unwrap().subject = "alerts.other".into();
         let after = routes(&p, &inputs);
         let hash = |r: &Route| {
-            r.objects[1]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+            to_json(&r.deployment)["spec"]["template"]["metadata"]["annotations"]
+                [CONFIG_HASH_ANNOTATION]
                 .clone()
         };
         assert_ne!(hash(&before[0]), hash(&after[0]));

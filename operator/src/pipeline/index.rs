@@ -5,7 +5,7 @@
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use sluice_crd::{ConditionStatus, Pipeline};
+use sluice_crd::{ConditionType, Pipeline};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -121,17 +121,6 @@ impl ByNamespace {
     }
 }
 
-/// Whether the pipeline's recorded decision is a refusal for lack of quota (such a pipeline
-/// deserves another look when room appears).
-pub fn refused_for_quota(p: &Pipeline) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"))
-        .is_some_and(|c| {
-            c.status != ConditionStatus::True && c.reason.as_deref() == Some("QuotaExceeded")
-        })
-}
-
 /// A fingerprint of what a tenant's status depends on in one of its pipelines: its spec
 /// (generation), whether it is being deleted, and its admission decision.
 pub fn tenant_relevant(p: &Pipeline) -> u64 {
@@ -141,8 +130,8 @@ pub fn tenant_relevant(p: &Pipeline) -> u64 {
     p.metadata.deletion_timestamp.is_some().hash(&mut h);
     p.status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"))
-        .map(|c| (c.status == ConditionStatus::True, c.reason.clone()))
+        .and_then(|s| sluice_crd::condition::find(&s.conditions, ConditionType::Accepted))
+        .map(|c| (c.holds(), c.reason.clone()))
         .hash(&mut h);
     h.finish()
 }

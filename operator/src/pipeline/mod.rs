@@ -1,31 +1,33 @@
 //! The Pipeline controller: fetch → validate → admit (quota) → build routes → apply → prune →
-//! status. Only fetch, apply, prune and status touch the API; the decisions are pure
-//! (`admission`, `desired`, `status`).
+//! status, one function each. Only fetch, apply, prune and status touch the API; the
+//! decisions are pure (`admission`, `desired`, `status`). What a route is made of is in
+//! `route`.
 
 pub mod admission;
 pub mod desired;
 pub mod index;
+pub mod route;
 pub mod status;
 
-use crate::children::{self, FIELD_MANAGER, Outcome};
+use crate::children::Keep;
 use crate::context::Context;
 use crate::error::Error;
+use crate::reconcile::{self, Reconciled};
 use admission::{Candidate, Decision};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use route::Route;
 use sluice_core::names;
-use sluice_crd::{ConditionStatus, Pipeline, Stream, Tenant};
+use sluice_crd::{Pipeline, Stream, Tenant};
 use status::{RouteObservation, Verdict};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The controller's name in metrics and logs.
-pub const CONTROLLER: &str = "pipeline";
+pub const CONTROLLER: &str = Pipeline::CONTROLLER;
 
 /// Reconciles one Pipeline.
 #[tracing::instrument(skip_all, fields(pipeline = %p.name_any(), namespace = p.namespace().unwrap_or_default(), tenant))]
@@ -34,35 +36,90 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     let ns = p
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = p.name_any();
     if p.meta().deletion_timestamp.is_some() {
-        // The garbage collector removes the routes (they are owned by the pipeline).
+        // The operator puts no finalizer on Pipelines: one is seen being deleted only while
+        // something else holds it (e.g. foreground deletion of its routes). The garbage
+        // collector removes the routes, which the pipeline owns; nothing is left to do.
         return Ok(Action::await_change());
     }
-    // Fetch.
-    let tenant_name = names::tenant_of_namespace(&ns).map(String::from);
-    tracing::Span::current().record("tenant", tenant_name.as_deref().unwrap_or(""));
-    // The tenant comes from the store the Tenant trigger feeds (updated before it triggers);
-    // one the store has not seen yet is read from the API.
-    let tenant = match &tenant_name {
-        Some(t) => match ctx.tenants.get(&ObjectRef::new(t)) {
-            Some(t) => Some((*t).clone()),
-            None => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
-        },
-        None => None,
+    let owner = fetch_tenant(&ns, &ctx).await?;
+    let verdict = validate_and_admit(&p, &ns, &owner, &ctx).await?;
+    let suspended = p.spec.suspend || owner.tenant.as_ref().is_some_and(|t| t.spec.suspend);
+    let (routes, keep) = build(&p, &verdict, owner.tenant.as_ref(), suspended, &ctx);
+    for r in &routes {
+        route::apply(&ctx, r).await?;
+    }
+    let observed = prune(&p, &ns, &keep, &ctx).await?;
+    let dead_letter_unavailable = match &verdict {
+        Verdict::Accepted => dead_letter_missing(&p, &ns, &ctx).await?,
+        _ => None,
+    };
+    let next = status::compute(&status::Inputs {
+        verdict: &verdict,
+        routes: &observed,
+        suspended,
+        dead_letter_unavailable,
+        generation: p.meta().generation,
+        selector: desired::pipeline_selector(owner.name.as_deref().unwrap_or(""), &p.name_any()),
+        previous: &reconcile::current_status(p.as_ref()),
+        now: &Time(jiff::Timestamp::now()),
+    });
+    reconcile::write_status(&ctx, p.as_ref(), &next).await?;
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+/// The tenant of a pipeline's namespace, as the reconcile sees it.
+struct Owner {
+    /// The tenant the namespace is named after, if it is a tenant namespace.
+    name: Option<String>,
+    /// The Tenant, when it exists and its namespace may hold the operator's objects.
+    tenant: Option<Tenant>,
+    /// Why the namespace may hold nothing of the operator's, when the Tenant exists but it
+    /// may not (a reserved name, a namespace the operator did not create).
+    refusal: Option<String>,
+}
+
+/// Fetch: the tenant of namespace `ns`. It comes from the store the Tenant trigger feeds
+/// (updated before it triggers); one the store has not seen yet is read from the API.
+async fn fetch_tenant(ns: &str, ctx: &Context) -> Result<Owner, Error> {
+    let name = names::tenant_of_namespace(ns).map(String::from);
+    tracing::Span::current().record("tenant", name.as_deref().unwrap_or(""));
+    let Some(t) = &name else {
+        return Ok(Owner {
+            name,
+            tenant: None,
+            refusal: None,
+        });
+    };
+    let tenant = match ctx.tenants.get(&ObjectRef::new(t)) {
+        Some(t) => Some((*t).clone()),
+        None => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
     };
     // A tenant whose name is reserved, or whose namespace the operator did not create, has no
     // namespace the operator may run anything in.
-    let refused = match &tenant_name {
-        Some(t) if tenant.is_some() => crate::tenant::refusal(&ctx, t).await?,
-        _ => None,
+    let refusal = match &tenant {
+        Some(_) => crate::tenant::refusal(ctx, t).await?,
+        None => None,
     };
-    let tenant = if refused.is_some() { None } else { tenant };
-    // Validate and admit (peers come from the index, complete once it has seen a full list).
+    Ok(Owner {
+        tenant: if refusal.is_some() { None } else { tenant },
+        name,
+        refusal,
+    })
+}
+
+/// Validate and admit: the verdict on the pipeline's spec (peers come from the index,
+/// complete once it has seen a full list).
+async fn validate_and_admit(
+    p: &Pipeline,
+    ns: &str,
+    owner: &Owner,
+    ctx: &Context,
+) -> Result<Verdict, Error> {
     ctx.pipelines_by_namespace.wait_until_ready().await;
     let errors = sluice_crd::validate::pipeline(&p.spec);
-    let verdict = match &tenant {
-        None => Verdict::NoTenant(refused.unwrap_or_else(|| {
+    Ok(match &owner.tenant {
+        None => Verdict::NoTenant(owner.refusal.clone().unwrap_or_else(|| {
             format!(
                 "namespace {ns} belongs to no tenant (tenant namespaces are named {}<tenant>)",
                 names::NAMESPACE_PREFIX
@@ -71,52 +128,52 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         Some(_) if !errors.is_empty() => {
             Verdict::InvalidSpec(sluice_crd::validate::describe(&errors))
         }
-        Some(t) => match source_missing(&p, &ns, &ctx).await? {
+        Some(t) => match source_missing(p, ns, ctx).await? {
             Some(why) => Verdict::StreamNotFound(why),
-            None => admit(&p, t, &ctx),
+            None => admit(p, t, ctx),
         },
-    };
-    let tenant_suspended = tenant.as_ref().is_some_and(|t| t.spec.suspend);
-    let suspended = p.spec.suspend || tenant_suspended;
-    let dead_letter_unavailable = match &verdict {
-        Verdict::Accepted => dead_letter_missing(&p, &ns, &ctx).await?,
-        _ => None,
-    };
+    })
+}
 
-    // Build, apply, prune.
-    let keep: Option<Vec<String>> = match (&verdict, &tenant) {
+/// Build (pure): the routes the pipeline should have, and which of its existing routes (by
+/// sink) to keep. An accepted pipeline has a route per sink; an invalid edit keeps the routes
+/// of the last accepted spec running; nothing is scheduled for a pipeline not admitted.
+fn build(
+    p: &Pipeline,
+    verdict: &Verdict,
+    tenant: Option<&Tenant>,
+    suspended: bool,
+    ctx: &Context,
+) -> (Vec<Route>, Keep) {
+    match (verdict, tenant) {
         (Verdict::Accepted, Some(t)) => {
             let replicas = if suspended { 0 } else { p.spec.parallelism };
             let routes = desired::routes(
-                &p,
+                p,
                 &desired::Inputs {
                     tenant: t,
                     config: &ctx.config,
                     replicas,
                 },
             );
-            for route in &routes {
-                for obj in &route.objects {
-                    if children::ensure(&ctx.client, obj).await? == Outcome::Written {
-                        let kind = obj["kind"].as_str().unwrap_or("unknown");
-                        ctx.metrics.writes.with_label_values(&[kind]).inc();
-                    }
-                }
-            }
-            Some(routes.into_iter().map(|r| r.sink).collect())
+            let keep = Keep::only(routes.iter().map(|r| r.sink.clone()));
+            (routes, keep)
         }
-        // An invalid edit keeps the routes of the last accepted spec running.
-        (Verdict::InvalidSpec(_), _) => None,
-        // Nothing is scheduled for a pipeline that is not admitted.
-        _ => Some(vec![]),
-    };
-    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&format!(
-            "{}={name},{}={}",
-            names::LABEL_PIPELINE,
-            names::LABEL_MANAGED_BY,
-            names::MANAGED_BY
-        )))
+        (Verdict::InvalidSpec(_), _) => (vec![], Keep::All),
+        _ => (vec![], Keep::none()),
+    }
+}
+
+/// Prune: deletes the routes whose sink `keep` does not keep, and reports what the remaining
+/// ones' Deployments say, by sink.
+async fn prune(
+    p: &Pipeline,
+    ns: &str,
+    keep: &Keep,
+    ctx: &Context,
+) -> Result<Vec<RouteObservation>, Error> {
+    let deployments = Api::<Deployment>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&desired::routes_selector(&p.name_any())))
         .await?
         .items;
     let mut observed = vec![];
@@ -126,58 +183,43 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
             .get(names::LABEL_ROUTE)
             .cloned()
             .unwrap_or_default();
-        if keep.as_ref().is_some_and(|k| !k.contains(&sink)) {
-            prune_route(&ctx, &ns, &d.name_any()).await?;
-            continue;
+        if keep.keeps(&sink) {
+            observed.push(observe(&sink, &d));
+        } else {
+            route::delete(ctx, ns, &d.name_any()).await?;
         }
-        observed.push(observe(&sink, &d));
     }
     observed.sort_by(|a, b| a.sink.cmp(&b.sink));
+    Ok(observed)
+}
 
-    // Status.
-    let previous = p.status.clone().unwrap_or_default();
-    let now = Time(jiff::Timestamp::now());
-    let next = status::compute(&status::Inputs {
-        verdict: &verdict,
-        routes: &observed,
-        suspended,
-        dead_letter_unavailable,
-        generation: p.meta().generation,
-        selector: desired::pipeline_selector(tenant_name.as_deref().unwrap_or(""), &name),
-        previous: &previous,
-        now: &now,
-    });
-    if next != previous {
-        let api = Api::<Pipeline>::namespaced(ctx.client.clone(), &ns);
-        let patch =
-            json!({"apiVersion": sluice_crd::API_VERSION, "kind": "Pipeline", "status": next});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
+/// Where a Stream stands, as a pipeline reading or writing it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    /// There is no such Stream.
+    Missing,
+    /// The Stream exists, but its broker stream is not provisioned yet.
+    NotProvisioned,
+    /// Events can be read and written.
+    Provisioned,
+}
+
+async fn stream_state(ns: &str, name: &str, ctx: &Context) -> Result<StreamState, Error> {
+    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
         .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&["PipelineStatus"])
-            .inc();
-        let reference = p.object_ref(&());
-        for c in crate::conditions::transitions(&previous.conditions, &next.conditions) {
-            let bad = match c.type_.as_str() {
-                "Degraded" => c.status == ConditionStatus::True,
-                "Progressing" => false,
-                _ => c.status != ConditionStatus::True,
-            };
-            ctx.event(
-                &reference,
-                bad,
-                c.reason.as_deref().unwrap_or(&c.type_),
-                format!("{}: {}", c.type_, c.message.as_deref().unwrap_or_default()),
-            )
-            .await;
+    Ok(match stream {
+        None => StreamState::Missing,
+        Some(s)
+            if s.status
+                .as_ref()
+                .and_then(|st| st.subject.as_ref())
+                .is_none() =>
+        {
+            StreamState::NotProvisioned
         }
-    }
-    Ok(Action::requeue(ctx.config.resync))
+        Some(_) => StreamState::Provisioned,
+    })
 }
 
 /// Why the pipeline's source stream cannot be read yet, if it cannot: the Stream does not
@@ -185,24 +227,14 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
 /// (the controller watches Streams).
 async fn source_missing(p: &Pipeline, ns: &str, ctx: &Context) -> Result<Option<String>, Error> {
     let name = &p.spec.source.stream;
-    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?;
-    Ok(match stream {
-        None => Some(format!(
+    Ok(match stream_state(ns, name, ctx).await? {
+        StreamState::Missing => Some(format!(
             "the source stream {name:?} does not exist in namespace {ns}; the pipeline starts when it does"
         )),
-        Some(s)
-            if s.status
-                .as_ref()
-                .and_then(|st| st.subject.as_ref())
-                .is_none() =>
-        {
-            Some(format!(
-                "the source stream {name:?} is not provisioned yet; the pipeline starts when it is"
-            ))
-        }
-        Some(_) => None,
+        StreamState::NotProvisioned => Some(format!(
+            "the source stream {name:?} is not provisioned yet; the pipeline starts when it is"
+        )),
+        StreamState::Provisioned => None,
     })
 }
 
@@ -219,14 +251,7 @@ async fn dead_letter_missing(
     let Some(name) = p.spec.dead_letter.as_ref().map(|d| &d.stream) else {
         return Ok(None);
     };
-    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?;
-    let provisioned = stream
-        .as_ref()
-        .and_then(|s| s.status.as_ref())
-        .and_then(|st| st.subject.as_ref())
-        .is_some();
+    let provisioned = stream_state(ns, name, ctx).await? == StreamState::Provisioned;
     Ok((!provisioned).then(|| {
         format!(
             "the dead-letter stream {name:?} does not exist or is not provisioned in namespace \
@@ -258,24 +283,8 @@ fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
     candidates.push(candidate(p));
     let limits = sluice_crd::validate::tenant_limits(&tenant.spec);
     let decisions = admission::admit(&limits, Default::default(), &candidates);
-    for q in &peers {
-        if q.name_any() == p.name_any() {
-            continue;
-        }
-        let recorded = q
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Accepted"))
-            .map(|c| (c.status, c.reason.clone()));
-        let now_admitted = decisions.get(&q.name_any()) == Some(&Decision::Admitted);
-        let stale = match recorded {
-            Some((ConditionStatus::True, _)) => !now_admitted,
-            Some((_, reason)) if reason.as_deref() == Some("QuotaExceeded") => now_admitted,
-            _ => false,
-        };
-        if stale {
-            let _ = ctx.requeue.send(ObjectRef::from_obj(q.as_ref()));
-        }
+    for q in admission::stale_peers(&peers, &p.name_any(), &decisions) {
+        let _ = ctx.requeue.send(ObjectRef::from_obj(q));
     }
     match decisions.get(&p.name_any()) {
         Some(Decision::Refused(e)) => Verdict::QuotaExceeded(format!(
@@ -310,36 +319,4 @@ fn observe(sink: &str, d: &Deployment) -> RouteObservation {
         failed,
         failure,
     }
-}
-
-async fn prune_route(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
-    for (api_version, kind) in [
-        ("apps/v1", "Deployment"),
-        ("v1", "ConfigMap"),
-        ("v1", "Service"),
-        ("policy/v1", "PodDisruptionBudget"),
-    ] {
-        let probe = json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns}});
-        let api = children::api_for(&ctx.client, &probe);
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => ctx.metrics.writes.with_label_values(&[kind]).inc(),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Retry policy after a failed reconcile: back off, never crash.
-pub fn error_policy(p: Arc<Pipeline>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .errors
-        .with_label_values(&[CONTROLLER, error.metric_label()])
-        .inc();
-    tracing::warn!(pipeline = %p.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(if error.metric_label() == "conflict" {
-        1
-    } else {
-        5
-    }))
 }

@@ -1,9 +1,9 @@
 //! The status of a pipeline (pure): from the verdict on its spec and what its route
 //! Deployments report.
 
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Reason};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use sluice_crd::{ConditionStatus, PipelinePhase, PipelineStatus, RouteStatus};
+use sluice_crd::{ConditionStatus, ConditionType, PipelinePhase, PipelineStatus, RouteStatus};
 
 /// Why a pipeline is, or is not, accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +21,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            Verdict::Accepted => "Admitted",
-            Verdict::NoTenant(_) => "NoTenant",
-            Verdict::InvalidSpec(_) => "InvalidSpec",
-            Verdict::QuotaExceeded(_) => "QuotaExceeded",
-            Verdict::StreamNotFound(_) => "StreamNotFound",
+            Verdict::Accepted => Reason::Admitted,
+            Verdict::NoTenant(_) => Reason::NoTenant,
+            Verdict::InvalidSpec(_) => Reason::InvalidSpec,
+            Verdict::QuotaExceeded(_) => Reason::QuotaExceeded,
+            Verdict::StreamNotFound(_) => Reason::StreamNotFound,
         }
     }
 
@@ -98,37 +98,53 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
         .collect();
 
     let accepted_c = if accepted {
-        Desired::holds("Accepted", i.verdict.reason(), i.verdict.message())
+        Desired::holds(
+            ConditionType::Accepted,
+            i.verdict.reason(),
+            i.verdict.message(),
+        )
     } else {
-        Desired::fails("Accepted", i.verdict.reason(), i.verdict.message())
+        Desired::fails(
+            ConditionType::Accepted,
+            i.verdict.reason(),
+            i.verdict.message(),
+        )
     };
     let ready_c = if i.suspended && accepted {
         Desired::fails(
-            "Ready",
-            "Suspended",
+            ConditionType::Ready,
+            Reason::Suspended,
             "the pipeline or its tenant is suspended",
         )
     } else if routes.is_empty() {
-        Desired::fails("Ready", "NoRoutes", "no route is running")
+        Desired::fails(
+            ConditionType::Ready,
+            Reason::NoRoutes,
+            "no route is running",
+        )
     } else if all_ready {
         Desired::holds(
-            "Ready",
-            "RoutesReady",
+            ConditionType::Ready,
+            Reason::RoutesReady,
             format!("all {} routes run their replicas", routes.len()),
         )
     } else {
         Desired::fails(
-            "Ready",
-            "RoutesNotReady",
+            ConditionType::Ready,
+            Reason::RoutesNotReady,
             format!("routes not ready (ready/desired): {}", not_ready.join(", ")),
         )
     };
     let progressing_c = if rolling {
-        Desired::holds("Progressing", "RolloutInProgress", "routes are rolling out")
+        Desired::holds(
+            ConditionType::Progressing,
+            Reason::RolloutInProgress,
+            "routes are rolling out",
+        )
     } else {
         Desired::fails(
-            "Progressing",
-            "RolloutComplete",
+            ConditionType::Progressing,
+            Reason::RolloutComplete,
             "every route runs its current configuration",
         )
     };
@@ -141,14 +157,22 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
             })
             .collect();
         Desired::holds(
-            "Degraded",
-            "RouteFailing",
+            ConditionType::Degraded,
+            Reason::RouteFailing,
             format!("routes failing: {}", names.join(", ")),
         )
     } else if let (Some(why), false) = (&i.dead_letter_unavailable, routes.is_empty()) {
-        Desired::holds("Degraded", "DeadLetterUnavailable", why.clone())
+        Desired::holds(
+            ConditionType::Degraded,
+            Reason::DeadLetterUnavailable,
+            why.clone(),
+        )
     } else {
-        Desired::fails("Degraded", "NoFailures", "no route is failing")
+        Desired::fails(
+            ConditionType::Degraded,
+            Reason::NoFailures,
+            "no route is failing",
+        )
     };
     let degraded = degraded_c.status == ConditionStatus::True;
     let phase = if i.suspended && accepted {
@@ -169,14 +193,13 @@ pub fn compute(i: &Inputs) -> PipelineStatus {
     let desired = [accepted_c, ready_c, progressing_c, degraded_c];
     let conditions = conditions::merge(&i.previous.conditions, &desired, i.generation, i.now);
     // The headline: the first condition that is not as it should be.
-    let headline = desired.iter().find(|d| match d.type_ {
-        "Accepted" | "Ready" => d.status != ConditionStatus::True,
-        _ => d.type_ == "Degraded" && d.status == ConditionStatus::True,
-    });
+    let headline = desired
+        .iter()
+        .find(|d| conditions::is_warning(Some(d.type_), d.status));
     let (reason, message) = match headline {
-        Some(d) => (d.reason.to_string(), d.message.clone()),
+        Some(d) => (d.reason.as_str().to_string(), d.message.clone()),
         None => (
-            "Running".to_string(),
+            Reason::Running.as_str().to_string(),
             "every route runs its replicas".to_string(),
         ),
     };

@@ -4,25 +4,24 @@
 
 pub mod broker;
 
-use crate::children::FIELD_MANAGER;
-use crate::conditions::{self, Desired};
+use crate::conditions::{self, Desired, Reason};
 use crate::context::Context;
 use crate::error::Error;
-use broker::{BrokerError, StreamSettings};
+use crate::reconcile::{self, Reconciled};
+use broker::{BrokerError, StreamSettings, StreamState};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use sluice_core::quota::{self, Usage};
 use sluice_core::{names, subjects};
-use sluice_crd::{ConditionStatus, Stream, StreamStatus, Tenant};
+use sluice_crd::{ConditionType, Stream, StreamStatus, Tenant};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The controller's name in metrics and logs.
-pub const CONTROLLER: &str = "stream";
+pub const CONTROLLER: &str = Stream::CONTROLLER;
 /// The finalizer that removes the broker stream.
 pub const FINALIZER: &str = "sluice.dev/broker-stream";
 
@@ -62,116 +61,123 @@ pub fn settings(tenant: &str, s: &Stream) -> StreamSettings {
     }
 }
 
+/// The verdict on a Stream's spec.
 enum Verdict {
+    /// Valid and within quota.
     Accepted,
-    Refused(&'static str, String),
+    /// Refused: the `Accepted` reason and message.
+    Refused(Reason, String),
 }
 
+/// Validate → admit → provision → status.
 async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
-    let name = s.name_any();
-    let tenant_name = names::tenant_of_namespace(&ns).map(String::from);
-    let tenant = match &tenant_name {
+    let tenant = names::tenant_of_namespace(&ns);
+    let verdict = validate_and_admit(s, &ns, tenant, ctx).await?;
+    let provisioned = match (&verdict, tenant) {
+        (Verdict::Accepted, Some(t)) => Some(ctx.broker.ensure(&settings(t, s)).await),
+        _ => None,
+    };
+    let requeue = match provisioned {
+        Some(Err(_)) => Duration::from_secs(10),
+        _ => ctx.config.resync,
+    };
+    let next = status(s, tenant, &verdict, provisioned.as_ref());
+    reconcile::write_status(ctx, s, &next).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// The verdict on the Stream: nothing is provisioned for a reserved tenant, in a namespace
+/// the operator did not create, for an invalid spec, or beyond `maxStreams`.
+async fn validate_and_admit(
+    s: &Stream,
+    ns: &str,
+    tenant: Option<&str>,
+    ctx: &Context,
+) -> Result<Verdict, Error> {
+    let found = match tenant {
         Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
         None => None,
     };
-    // Nothing is provisioned for a reserved tenant or in a namespace the operator did not
-    // create.
-    let refused = match &tenant_name {
-        Some(t) if tenant.is_some() => crate::tenant::refusal(ctx, t).await?,
+    let refused = match (tenant, &found) {
+        (Some(t), Some(_)) => crate::tenant::refusal(ctx, t).await?,
         _ => None,
     };
-    let tenant = if refused.is_some() { None } else { tenant };
     let errors = sluice_crd::validate::stream(&s.spec);
-    let verdict = match &tenant {
-        None => Verdict::Refused(
-            "NoTenant",
-            refused.unwrap_or_else(|| format!("namespace {ns} belongs to no tenant")),
+    Ok(match (&found, refused) {
+        (_, Some(why)) => Verdict::Refused(Reason::NoTenant, why),
+        (None, None) => Verdict::Refused(
+            Reason::NoTenant,
+            format!("namespace {ns} belongs to no tenant"),
         ),
-        Some(_) if !errors.is_empty() => {
-            Verdict::Refused("InvalidSpec", sluice_crd::validate::describe(&errors))
+        (Some(_), None) if !errors.is_empty() => {
+            Verdict::Refused(Reason::InvalidSpec, sluice_crd::validate::describe(&errors))
         }
-        Some(t) => admit(s, t, ctx).await?,
-    };
-    let mut desired = vec![];
-    let mut state = None;
-    let mut requeue = ctx.config.resync;
-    match (&verdict, &tenant_name) {
-        (Verdict::Accepted, Some(t)) => {
-            desired.push(Desired::holds(
-                "Accepted",
-                "Admitted",
-                "the stream is valid and within its tenant's quota",
-            ));
-            match ctx.broker.ensure(&settings(t, s)).await {
-                Ok(st) => {
-                    state = Some(st);
-                    desired.push(Desired::holds(
-                        "Ready",
-                        "Provisioned",
-                        "the broker stream exists and matches the spec",
-                    ));
-                }
-                Err(e) => {
-                    let reason = match e {
-                        BrokerError::Unavailable(_) => "BrokerUnavailable",
-                        BrokerError::Refused(_) => "BrokerRefused",
-                    };
-                    desired.push(Desired::fails("Ready", reason, e.to_string()));
-                    requeue = Duration::from_secs(10);
-                }
-            }
-        }
-        (Verdict::Refused(reason, message), _) => {
-            desired.push(Desired::fails("Accepted", reason, message.clone()));
-            desired.push(Desired::fails(
-                "Ready",
-                "NotAccepted",
-                "the stream is not provisioned",
-            ));
-        }
-        (Verdict::Accepted, None) => {}
-    }
-    let previous = s.status.clone().unwrap_or_default();
+        (Some(t), None) => admit(s, t, ctx).await?,
+    })
+}
+
+/// The Stream's next status (pure): its conditions, and its subject once provisioned.
+fn status(
+    s: &Stream,
+    tenant: Option<&str>,
+    verdict: &Verdict,
+    provisioned: Option<&Result<StreamState, BrokerError>>,
+) -> StreamStatus {
+    let previous = reconcile::current_status(s);
+    let state = provisioned.and_then(|r| r.as_ref().ok()).copied();
+    let desired = desired_conditions(verdict, provisioned);
     let now = Time(jiff::Timestamp::now());
-    let provisioned = state.is_some() || previous.subject.is_some();
-    let next = StreamStatus {
-        subject: match (&tenant_name, provisioned, &verdict) {
-            (Some(t), true, Verdict::Accepted) => Some(subjects::events_subject(t, &name)),
+    let has_subject = state.is_some() || previous.subject.is_some();
+    StreamStatus {
+        subject: match (tenant, has_subject, verdict) {
+            (Some(t), true, Verdict::Accepted) => Some(subjects::events_subject(t, &s.name_any())),
             _ => None,
         },
         messages: state.map(|s| s.messages as i64).or(previous.messages),
         bytes: state.map(|s| s.bytes as i64).or(previous.bytes),
         conditions: conditions::merge(&previous.conditions, &desired, s.meta().generation, &now),
         observed_generation: s.meta().generation,
-    };
-    if next != previous {
-        let patch =
-            json!({"apiVersion": sluice_crd::API_VERSION, "kind": "Stream", "status": next});
-        Api::<Stream>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        ctx.metrics
-            .writes
-            .with_label_values(&["StreamStatus"])
-            .inc();
-        let reference = s.object_ref(&());
-        for c in conditions::transitions(&previous.conditions, &next.conditions) {
-            let bad = c.status != ConditionStatus::True;
-            ctx.event(
-                &reference,
-                bad,
-                c.reason.as_deref().unwrap_or(&c.type_),
-                c.message.clone().unwrap_or_default(),
-            )
-            .await;
-        }
     }
-    Ok(Action::requeue(requeue))
+}
+
+/// `Accepted` and `Ready` from the verdict and what the broker said.
+fn desired_conditions(
+    verdict: &Verdict,
+    provisioned: Option<&Result<StreamState, BrokerError>>,
+) -> Vec<Desired> {
+    match (verdict, provisioned) {
+        (Verdict::Refused(reason, message), _) => vec![
+            Desired::fails(ConditionType::Accepted, *reason, message.clone()),
+            Desired::fails(
+                ConditionType::Ready,
+                Reason::NotAccepted,
+                "the stream is not provisioned",
+            ),
+        ],
+        (Verdict::Accepted, None) => vec![],
+        (Verdict::Accepted, Some(result)) => vec![
+            Desired::holds(
+                ConditionType::Accepted,
+                Reason::Admitted,
+                "the stream is valid and within its tenant's quota",
+            ),
+            match result {
+                Ok(_) => Desired::holds(
+                    ConditionType::Ready,
+                    Reason::Provisioned,
+                    "the broker stream exists and matches the spec",
+                ),
+                Err(e) => {
+                    let reason = match e {
+                        BrokerError::Unavailable(_) => Reason::BrokerUnavailable,
+                        BrokerError::Refused(_) => Reason::BrokerRefused,
+                    };
+                    Desired::fails(ConditionType::Ready, reason, e.to_string())
+                }
+            },
+        ],
+    }
 }
 
 /// `maxStreams`, oldest first.
@@ -220,7 +226,7 @@ async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Er
     ) {
         Ok(()) => Ok(Verdict::Accepted),
         Err(e) => Ok(Verdict::Refused(
-            "QuotaExceeded",
+            Reason::QuotaExceeded,
             format!("admitting this stream would exceed its tenant's quota: {e}"),
         )),
     }
@@ -235,14 +241,4 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| Error::Broker(e.to_string()))?;
     }
     Ok(Action::await_change())
-}
-
-/// Retry policy after a failed reconcile: back off, never crash.
-pub fn error_policy(s: Arc<Stream>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .errors
-        .with_label_values(&[CONTROLLER, error.metric_label()])
-        .inc();
-    tracing::warn!(stream = %s.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
 }

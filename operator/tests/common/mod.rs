@@ -4,9 +4,10 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use kube::{Client, Config};
+use sluice_operator::Error;
 use sluice_operator::config::OperatorConfig;
 use sluice_operator::leader::LeaseConfig;
-use sluice_operator::run::{RunError, RunOptions, run};
+use sluice_operator::run::{RunOptions, run};
 use sluice_testkit::SimCluster;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -23,7 +24,7 @@ pub fn client(sim: &SimCluster) -> Client {
 /// The operator, running in this process until [`Operator::stop`].
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), RunError>>,
+    task: JoinHandle<Result<(), Error>>,
 }
 
 impl Operator {
