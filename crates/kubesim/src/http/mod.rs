@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
+use crate::auth::Authenticator;
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Subresource,
     WriteOptions, Written,
@@ -18,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use crate::table;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use route::{Route, Target};
@@ -40,12 +41,14 @@ pub struct Shared {
     pub bookmark_interval: Duration,
     /// Flips to `true` when the server shuts down, ending open watches.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Turns bearer tokens into identities, and issues ServiceAccount tokens.
+    pub authenticator: Authenticator,
 }
 
 type Query = HashMap<String, String>;
 
 /// The single entry point for every request.
-pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub async fn handle(State(shared): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let query: Query = parts
         .uri
@@ -65,24 +68,49 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
-    let result = dispatch(&shared, &method, &path, &query, &parts.headers, body).await;
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let identity = match shared
+        .authenticator
+        .authenticate(&shared.cluster, authorization)
+    {
+        Ok(identity) => identity,
+        Err(e) => return error_response(&e),
+    };
+    let request = Request {
+        method: &method,
+        path: &path,
+        query: &query,
+        headers: &parts.headers,
+    };
+    let result = dispatch(&shared, &request, body).await;
     let response = result.unwrap_or_else(|e| error_response(&e));
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    tracing::debug!(%method, %path, user = %identity.user, status = response.status().as_u16(), "request");
     response
 }
 
-async fn dispatch(
-    shared: &Arc<Shared>,
-    method: &Method,
-    path: &str,
-    query: &Query,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+/// What a request asks, and who asks it.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a Query,
+    headers: &'a HeaderMap,
+}
+
+async fn dispatch(shared: &Arc<Shared>, request: &Request<'_>, body: Bytes) -> ApiResult<Response> {
+    let Request {
+        method,
+        path,
+        query,
+        headers,
+        ..
+    } = *request;
     let registry = shared.cluster.registry();
     let accept = header_str(headers, header::ACCEPT);
     let route = route::parse(path, &registry).ok_or_else(ApiError::no_route)?;
-    if !matches!(route, Route::Resource(_)) && method != Method::GET {
+    if !matches!(route, Route::Resource(_)) && *method != Method::GET {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {path})"
         )));
@@ -136,6 +164,12 @@ async fn dispatch(
             let rt = target
                 .resource_type(&registry)
                 .ok_or_else(ApiError::no_route)?;
+            if rt.group.is_empty()
+                && rt.plural == "serviceaccounts"
+                && target.subresource.as_deref() == Some("token")
+            {
+                return token_request(shared, method, &target, headers, &body);
+            }
             resource(shared, method, &rt, &target, query, headers, body).await
         }
     }
@@ -227,6 +261,37 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+/// Decodes the body of an authentication or authorization request (JSON, YAML or protobuf).
+fn parse_auth_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    if crate::protobuf::is_protobuf_content_type(header_str(headers, header::CONTENT_TYPE)) {
+        return crate::auth::decode_protobuf(body)
+            .map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
+    }
+    parse_body(headers, body)
+}
+
+/// `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`.
+fn token_request(
+    shared: &Shared,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let (Some(ns), Some(name)) = (&target.namespace, &target.name) else {
+        return Err(ApiError::no_route());
+    };
+    if *method != Method::POST {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let request = parse_auth_body(headers, body)?;
+    let answer =
+        crate::auth::token_request(&shared.authenticator, &shared.cluster, ns, name, &request)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
 fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresource>> {

@@ -1,0 +1,99 @@
+//! Who is asking, and whether they may: authentication, impersonation and RBAC authorization,
+//! as the real API server does them.
+//!
+//! - `authn.rs`: bearer tokens (static user tokens and the ServiceAccount tokens this server
+//!   issues through the TokenRequest subresource) become an [`Identity`].
+//!
+//! # Identities
+//!
+//! A request with `Authorization: Bearer <token>` runs as the token's user:
+//!
+//! - static tokens come from [`AuthConfig::tokens`] (the `--token-auth-file` flag of the
+//!   `kubesim` binary), a CSV file like the real server's: `token,user,uid,"group1,group2"`;
+//! - ServiceAccount tokens are issued by `POST
+//!   /api/v1/namespaces/{ns}/serviceaccounts/{name}/token` (a `authentication.k8s.io/v1`
+//!   TokenRequest, as `kubectl create token` sends). Their user is
+//!   `system:serviceaccount:<ns>:<name>`, with the groups `system:serviceaccounts` and
+//!   `system:serviceaccounts:<ns>`. They live in memory, expire after `expirationSeconds`
+//!   (default one hour), and stop working when the ServiceAccount is deleted.
+//!
+//! Every authenticated user also has the group `system:authenticated`. A token the server does
+//! not know is answered `401 Unauthorized`. A request without a token runs as the administrator
+//! `kubesim-admin` (group `system:masters`), unless [`AuthConfig::require_auth`] (the
+//! `--require-auth` flag) is set: then it is `401 Unauthorized` too.
+
+mod authn;
+mod wire;
+
+pub use authn::{
+    AuthConfig, Authenticator, StaticToken, TokenFileError, parse_token_file, token_request,
+};
+pub use wire::decode as decode_protobuf;
+
+/// The group whose members may do anything (the real server's privileged group).
+pub const MASTERS: &str = "system:masters";
+/// The group every authenticated user belongs to.
+pub const AUTHENTICATED: &str = "system:authenticated";
+/// The group of requests without credentials.
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+/// The user of requests without a token when authentication is not required.
+pub const ADMIN_USER: &str = "kubesim-admin";
+/// The prefix of ServiceAccount user names.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
+
+/// Who a request runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name, e.g. `bob` or `system:serviceaccount:ns:name`.
+    pub user: String,
+    /// User uid, when the authenticator knows one.
+    pub uid: Option<String>,
+    /// Groups, e.g. `system:authenticated`.
+    pub groups: Vec<String>,
+}
+
+impl Identity {
+    /// The administrator that requests without a token run as by default.
+    pub fn admin() -> Self {
+        Identity {
+            user: ADMIN_USER.into(),
+            uid: None,
+            groups: vec![MASTERS.into(), AUTHENTICATED.into()],
+        }
+    }
+
+    /// The identity of a ServiceAccount's tokens.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        Identity {
+            user: service_account_user(namespace, name),
+            uid: None,
+            groups: service_account_groups(namespace),
+        }
+    }
+
+    /// Whether the identity belongs to `system:masters`, which every check lets through.
+    pub fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == MASTERS)
+    }
+}
+
+/// `system:serviceaccount:<ns>:<name>`.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("{SERVICE_ACCOUNT_PREFIX}{namespace}:{name}")
+}
+
+/// The groups of a ServiceAccount in `namespace`, `system:authenticated` included.
+pub fn service_account_groups(namespace: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".into(),
+        format!("system:serviceaccounts:{namespace}"),
+        AUTHENTICATED.into(),
+    ]
+}
+
+/// The namespace and name of a ServiceAccount user name, `None` for other users.
+pub fn parse_service_account_user(user: &str) -> Option<(&str, &str)> {
+    let rest = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?;
+    let (ns, name) = rest.split_once(':')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+}
