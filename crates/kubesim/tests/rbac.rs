@@ -216,3 +216,253 @@ async fn service_account_tokens_die_with_their_service_account() -> TestResult {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Authorization.
+
+const RBAC: &str = "/apis/rbac.authorization.k8s.io/v1";
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
+    json!({"apiGroups": groups, "resources": resources, "verbs": verbs})
+}
+
+impl Sim {
+    async fn namespace(&self, name: &str) {
+        self.admin_create(
+            "/api/v1/namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        )
+        .await;
+    }
+
+    async fn role(&self, ns: &str, name: &str, rules: Value) {
+        self.admin_create(
+            &format!("{RBAC}/namespaces/{ns}/roles"),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": name}, "rules": rules}),
+        )
+        .await;
+    }
+
+    async fn cluster_role(&self, name: &str, rules: Value) {
+        self.admin_create(
+            &format!("{RBAC}/clusterroles"),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": name}, "rules": rules}),
+        )
+        .await;
+    }
+
+    /// Binds `role_kind/role` to `subject` in `ns` (a ClusterRoleBinding when `ns` is empty).
+    async fn bind(&self, ns: &str, name: &str, role_kind: &str, role: &str, subject: Value) {
+        let (path, kind) = if ns.is_empty() {
+            (format!("{RBAC}/clusterrolebindings"), "ClusterRoleBinding")
+        } else {
+            (
+                format!("{RBAC}/namespaces/{ns}/rolebindings"),
+                "RoleBinding",
+            )
+        };
+        self.admin_create(
+            &path,
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                   "metadata": {"name": name},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+                   "subjects": [subject]}),
+        )
+        .await;
+    }
+
+    async fn status_as(&self, token: &str, method: Method, path: &str) -> (StatusCode, Value) {
+        self.call(Call::new(method, path).token(token)).await
+    }
+}
+
+fn user(name: &str) -> Value {
+    json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name})
+}
+
+#[tokio::test]
+async fn a_user_without_bindings_sees_discovery_and_nothing_else() -> TestResult {
+    let sim = Sim::start(true).await;
+    for path in [
+        "/version",
+        "/api",
+        "/apis",
+        "/api/v1",
+        "/apis/apps/v1",
+        "/openapi/v3",
+        "/healthz",
+    ] {
+        let (status, body) = sim.status_as("bob-token", Method::GET, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, body) = sim
+        .status_as(
+            "bob-token",
+            Method::GET,
+            "/api/v1/namespaces/kube-system/secrets",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "secrets is forbidden: User \"bob\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\"",
+               "reason": "Forbidden", "details": {"kind": "secrets"}, "code": 403})
+    );
+    let (status, body) = sim
+        .status_as("bob-token", Method::DELETE, "/api/v1/namespaces/default")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "namespaces \"default\" is forbidden: User \"bob\" cannot delete resource \"namespaces\" in API group \"\" in the namespace \"default\""
+    );
+    let (status, body) = sim.status_as("bob-token", Method::GET, "/metrics").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "forbidden: User \"bob\" cannot get path \"/metrics\""
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_role_binding_grants_in_its_namespace_only() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.namespace("acme").await;
+    sim.namespace("other").await;
+    sim.role(
+        "acme",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["get", "list"])]),
+    )
+    .await;
+    sim.bind("acme", "bob-reads", "Role", "cm-reader", user("bob"))
+        .await;
+    let (status, _) = sim
+        .status_as(
+            "bob-token",
+            Method::GET,
+            "/api/v1/namespaces/acme/configmaps",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = sim
+        .status_as(
+            "bob-token",
+            Method::GET,
+            "/api/v1/namespaces/other/configmaps",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = sim
+        .status_as("bob-token", Method::GET, "/api/v1/configmaps")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "all namespaces is the cluster scope"
+    );
+    let (status, body) = sim
+        .call(
+            Call::new(Method::POST, "/api/v1/namespaces/acme/configmaps")
+                .token("bob-token")
+                .body(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A ClusterRole bound by a RoleBinding also grants in that namespace only.
+    sim.cluster_role(
+        "secret-reader",
+        json!([rule(&[""], &["secrets"], &["list"])]),
+    )
+    .await;
+    sim.bind(
+        "acme",
+        "bob-secrets",
+        "ClusterRole",
+        "secret-reader",
+        user("bob"),
+    )
+    .await;
+    let (status, _) = sim
+        .status_as("bob-token", Method::GET, "/api/v1/namespaces/acme/secrets")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = sim
+        .status_as("bob-token", Method::GET, "/api/v1/namespaces/other/secrets")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    Ok(())
+}
+
+#[tokio::test]
+async fn groups_service_accounts_and_resource_names() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.namespace("acme").await;
+    sim.cluster_role("ns-reader", json!([rule(&[""], &["namespaces"], &["get"])]))
+        .await;
+    sim.bind(
+        "",
+        "dev-reads-ns",
+        "ClusterRole",
+        "ns-reader",
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "dev"}),
+    )
+    .await;
+    let (status, _) = sim
+        .status_as("alice-token", Method::GET, "/api/v1/namespaces/acme")
+        .await;
+    assert_eq!(status, StatusCode::OK, "alice is in the group dev");
+    let (status, _) = sim
+        .status_as("bob-token", Method::GET, "/api/v1/namespaces/acme")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let token = sim.service_account_token("acme", "robot").await;
+    sim.role(
+        "acme",
+        "one-map",
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["c1"], "verbs": ["get"]}]),
+    )
+    .await;
+    sim.bind(
+        "acme",
+        "robot-one-map",
+        "Role",
+        "one-map",
+        json!({"kind": "ServiceAccount", "name": "robot"}),
+    )
+    .await;
+    let (status, body) = sim
+        .status_as(&token, Method::GET, "/api/v1/namespaces/acme/configmaps/c1")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "allowed, and absent: {body}");
+    let (status, body) = sim
+        .status_as(&token, Method::GET, "/api/v1/namespaces/acme/configmaps/c2")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "configmaps \"c2\" is forbidden: User \"system:serviceaccount:acme:robot\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"acme\""
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_binding_to_a_missing_role_says_so_when_denying() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.bind("", "bob-ghost", "ClusterRole", "ghost", user("bob"))
+        .await;
+    let (status, body) = sim
+        .status_as("bob-token", Method::GET, "/api/v1/namespaces")
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "namespaces is forbidden: User \"bob\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"ghost\" not found"
+    );
+    Ok(())
+}

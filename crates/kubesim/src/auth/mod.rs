@@ -2,7 +2,12 @@
 //! as the real API server does them.
 //!
 //! - `authn.rs`: bearer tokens (static user tokens and the ServiceAccount tokens this server
-//!   issues through the TokenRequest subresource) become an [`Identity`].
+//!   issues through the TokenRequest subresource) become an [`Identity`];
+//! - `request_info.rs`: a request becomes the attributes authorization decides on (verb,
+//!   group, resource, subresource, namespace, name, or a non-resource path);
+//! - `rbac.rs`: the RBAC authorizer and the real server's Forbidden wording;
+//! - `bootstrap.rs`: the default ClusterRoles and bindings every cluster starts with;
+//! - `wire.rs`: the protobuf bodies of TokenRequests and reviews.
 //!
 //! # Identities
 //!
@@ -21,8 +26,21 @@
 //! not know is answered `401 Unauthorized`. A request without a token runs as the administrator
 //! `kubesim-admin` (group `system:masters`), unless [`AuthConfig::require_auth`] (the
 //! `--require-auth` flag) is set: then it is `401 Unauthorized` too.
+//!
+//! # Authorization
+//!
+//! Every request is authorized as the real server's RBAC authorizer does it, from the
+//! Roles, ClusterRoles (aggregated ones included), RoleBindings and ClusterRoleBindings stored
+//! in the cluster; members of `system:masters` may do anything. The cluster starts with the
+//! real bootstrap roles `cluster-admin` (bound to `system:masters`), `system:discovery`,
+//! `system:basic-user` and `system:public-info-viewer` (bound to `system:authenticated`), so
+//! every authenticated user may read discovery, `/version`, `/openapi` and the health checks.
+//! A denied request is answered `403 Forbidden`, worded as the real server words it.
 
 mod authn;
+pub mod bootstrap;
+pub mod rbac;
+pub mod request_info;
 mod wire;
 
 pub use authn::{

@@ -10,7 +10,9 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
-use crate::auth::Authenticator;
+use crate::auth::rbac::{self, Authorizer};
+use crate::auth::request_info::request_info;
+use crate::auth::{Authenticator, Identity};
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Subresource,
     WriteOptions, Written,
@@ -68,14 +70,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: axum::extract::Reque
     };
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
-    let authorization = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let identity = match shared
-        .authenticator
-        .authenticate(&shared.cluster, authorization)
-    {
+    let identity = match admit(&shared, &method, &path, &query, &parts.headers) {
         Ok(identity) => identity,
         Err(e) => return error_response(&e),
     };
@@ -89,6 +84,29 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: axum::extract::Reque
     let response = result.unwrap_or_else(|e| error_response(&e));
     tracing::debug!(%method, %path, user = %identity.user, status = response.status().as_u16(), "request");
     response
+}
+
+/// Authenticates a request and authorizes what it asks: the identity it runs as, or the
+/// `401`/`403` answer.
+fn admit(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> ApiResult<Identity> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let identity = shared
+        .authenticator
+        .authenticate(&shared.cluster, authorization)?;
+    let info = request_info(method.as_str(), path, query);
+    let decision = Authorizer::new(&shared.cluster).authorize(&identity, &info);
+    if !decision.allowed {
+        return Err(rbac::forbidden(&identity.user, &info, &decision.reason));
+    }
+    Ok(identity)
 }
 
 /// What a request asks, and who asks it.
