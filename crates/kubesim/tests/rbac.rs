@@ -44,6 +44,11 @@ impl<'a> Call<'a> {
         self
     }
 
+    fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     fn body(mut self, body: Value) -> Self {
         self.body = Some(body);
         self
@@ -463,6 +468,164 @@ async fn a_binding_to_a_missing_role_says_so_when_denying() -> TestResult {
     assert_eq!(
         body["message"],
         "namespaces is forbidden: User \"bob\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope: RBAC: clusterrole.rbac.authorization.k8s.io \"ghost\" not found"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Impersonation.
+
+#[tokio::test]
+async fn the_administrator_may_impersonate_anyone() -> TestResult {
+    let sim = Sim::start(false).await;
+    let secrets = "/api/v1/namespaces/kube-system/secrets";
+    let (status, body) = sim
+        .call(Call::new(Method::GET, secrets).header("Impersonate-User", "nobody"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "secrets is forbidden: User \"nobody\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
+    );
+    let (status, _) = sim
+        .call(
+            Call::new(Method::GET, secrets)
+                .header("Impersonate-User", "nobody")
+                .header("Impersonate-Group", "system:masters"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "impersonated groups count");
+    let (status, body) = sim
+        .call(Call::new(Method::GET, secrets).header("Impersonate-Group", "dev"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn impersonating_needs_the_impersonate_verb_on_each_part() -> TestResult {
+    let sim = Sim::start(true).await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, path)
+                .token("alice-token")
+                .header("Impersonate-User", "bob"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    sim.cluster_role(
+        "impersonate-bob",
+        json!([{"apiGroups": [""], "resources": ["users"], "resourceNames": ["bob"], "verbs": ["impersonate"]}]),
+    )
+    .await;
+    sim.bind(
+        "",
+        "alice-as-bob",
+        "ClusterRole",
+        "impersonate-bob",
+        user("alice"),
+    )
+    .await;
+    sim.role(
+        "default",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["list"])]),
+    )
+    .await;
+    sim.bind("default", "bob-reads", "Role", "cm-reader", user("bob"))
+        .await;
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, path)
+                .token("alice-token")
+                .header("Impersonate-User", "bob"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, path)
+                .token("alice-token")
+                .header("Impersonate-User", "carol"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, path)
+                .token("alice-token")
+                .header("Impersonate-User", "bob")
+                .header("Impersonate-Group", "system:masters"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "groups \"system:masters\" is forbidden: User \"alice\" cannot impersonate resource \"groups\" in API group \"\" at the cluster scope"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn impersonating_a_service_account_checks_serviceaccounts_in_its_namespace() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.namespace("acme").await;
+    sim.role(
+        "acme",
+        "sa-impersonator",
+        json!([rule(&[""], &["serviceaccounts"], &["impersonate"])]),
+    )
+    .await;
+    sim.bind(
+        "acme",
+        "alice-as-sa",
+        "Role",
+        "sa-impersonator",
+        user("alice"),
+    )
+    .await;
+    sim.role(
+        "acme",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["list"])]),
+    )
+    .await;
+    sim.bind(
+        "acme",
+        "sa-reads",
+        "Role",
+        "cm-reader",
+        json!({"kind": "Group", "name": "system:serviceaccounts:acme"}),
+    )
+    .await;
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, "/api/v1/namespaces/acme/configmaps")
+                .token("alice-token")
+                .header("Impersonate-User", "system:serviceaccount:acme:robot"),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a ServiceAccount has its groups: {body}"
+    );
+    let (status, body) = sim
+        .call(
+            Call::new(Method::GET, "/api/v1/namespaces/acme/configmaps")
+                .token("alice-token")
+                .header("Impersonate-User", "system:serviceaccount:other:robot"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "serviceaccounts \"robot\" is forbidden: User \"alice\" cannot impersonate resource \"serviceaccounts\" in API group \"\" in the namespace \"other\""
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 //!   issues through the TokenRequest subresource) become an [`Identity`];
 //! - `request_info.rs`: a request becomes the attributes authorization decides on (verb,
 //!   group, resource, subresource, namespace, name, or a non-resource path);
+//! - `impersonate.rs`: the `Impersonate-*` headers (`kubectl --as`);
 //! - `rbac.rs`: the RBAC authorizer and the real server's Forbidden wording;
 //! - `bootstrap.rs`: the default ClusterRoles and bindings every cluster starts with;
 //! - `wire.rs`: the protobuf bodies of TokenRequests and reviews.
@@ -36,9 +37,19 @@
 //! `system:basic-user` and `system:public-info-viewer` (bound to `system:authenticated`), so
 //! every authenticated user may read discovery, `/version`, `/openapi` and the health checks.
 //! A denied request is answered `403 Forbidden`, worded as the real server words it.
+//!
+//! # Impersonation
+//!
+//! `Impersonate-User`, `Impersonate-Group` (repeatable) and `Impersonate-Uid` (`kubectl --as`,
+//! `--as-group`, `--as-uid`) make a request run as someone else when the requester may
+//! `impersonate` the user (`users`, or `serviceaccounts` for a ServiceAccount user), each group
+//! (`groups`) and the uid (`uids` in `authentication.k8s.io`). The impersonated user has the
+//! given groups plus `system:authenticated` (a ServiceAccount without given groups has its own).
+//! The administrator may impersonate anyone, so `kubectl --as=bob` tries things as `bob`.
 
 mod authn;
 pub mod bootstrap;
+pub mod impersonate;
 pub mod rbac;
 pub mod request_info;
 mod wire;

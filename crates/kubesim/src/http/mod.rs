@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
+use crate::auth::impersonate::impersonate;
 use crate::auth::rbac::{self, Authorizer};
 use crate::auth::request_info::request_info;
 use crate::auth::{Authenticator, Identity};
@@ -98,11 +99,13 @@ fn admit(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let identity = shared
+    let requester = shared
         .authenticator
         .authenticate(&shared.cluster, authorization)?;
+    let authorizer = Authorizer::new(&shared.cluster);
+    let identity = impersonate(&authorizer, requester, headers, path)?;
     let info = request_info(method.as_str(), path, query);
-    let decision = Authorizer::new(&shared.cluster).authorize(&identity, &info);
+    let decision = authorizer.authorize(&identity, &info);
     if !decision.allowed {
         return Err(rbac::forbidden(&identity.user, &info, &decision.reason));
     }
