@@ -629,3 +629,271 @@ async fn impersonating_a_service_account_checks_serviceaccounts_in_its_namespace
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Escalation and bind checks.
+
+/// `bob` may manage ConfigMaps, Roles and RoleBindings in `acme`.
+async fn bob_manages_acme(sim: &Sim) {
+    sim.namespace("acme").await;
+    sim.role(
+        "acme",
+        "acme-admin",
+        json!([
+            rule(&[""], &["configmaps"], &["*"]),
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["roles", "rolebindings"],
+                &["create", "update", "patch", "get"]
+            ),
+        ]),
+    )
+    .await;
+    sim.bind("acme", "bob-admin", "Role", "acme-admin", user("bob"))
+        .await;
+}
+
+async fn create_as(sim: &Sim, token: &str, path: &str, obj: Value) -> (StatusCode, Value) {
+    sim.call(Call::new(Method::POST, path).token(token).body(obj))
+        .await
+}
+
+fn role_object(name: &str, rules: Value) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+           "metadata": {"name": name}, "rules": rules})
+}
+
+fn binding_object(name: &str, role_kind: &str, role: &str, subject: Value) -> Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+           "metadata": {"name": name},
+           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+           "subjects": [subject]})
+}
+
+#[tokio::test]
+async fn a_role_may_grant_only_what_its_writer_holds() -> TestResult {
+    let sim = Sim::start(true).await;
+    bob_manages_acme(&sim).await;
+    let roles = format!("{RBAC}/namespaces/acme/roles");
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &roles,
+        role_object(
+            "cm-reader",
+            json!([rule(&[""], &["configmaps"], &["get", "list"])]),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &roles,
+        role_object(
+            "sneaky",
+            json!([rule(&[""], &["configmaps", "secrets"], &["get", "list"])]),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "roles.rbac.authorization.k8s.io \"sneaky\" is forbidden: user \"bob\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\" \"list\"]}"
+    );
+    assert_eq!(
+        body["details"],
+        json!({"group": "rbac.authorization.k8s.io", "kind": "roles", "name": "sneaky"})
+    );
+    let (status, body) = sim
+        .call(
+            Call::new(Method::PATCH, &format!("{roles}/cm-reader"))
+                .token("bob-token")
+                .header("Content-Type", "application/merge-patch+json")
+                .body(json!({"rules": [rule(&[""], &["secrets"], &["get"])]})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a patch is checked too: {body}"
+    );
+    let (_, unchanged) = sim
+        .call(Call::new(Method::GET, &format!("{roles}/cm-reader")).token(ADMIN))
+        .await;
+    assert_eq!(unchanged["rules"][0]["resources"], json!(["configmaps"]));
+    // With `escalate` on roles, anything goes.
+    sim.role(
+        "acme",
+        "escalator",
+        json!([rule(
+            &["rbac.authorization.k8s.io"],
+            &["roles"],
+            &["escalate"]
+        )]),
+    )
+    .await;
+    sim.bind("acme", "bob-escalates", "Role", "escalator", user("bob"))
+        .await;
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &roles,
+        role_object("sneaky", json!([rule(&[""], &["secrets"], &["get"])])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_binding_needs_the_roles_permissions_or_bind() -> TestResult {
+    let sim = Sim::start(true).await;
+    bob_manages_acme(&sim).await;
+    sim.role(
+        "acme",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["get"])]),
+    )
+    .await;
+    sim.cluster_role(
+        "secret-reader",
+        json!([rule(&[""], &["secrets"], &["get"])]),
+    )
+    .await;
+    let bindings = format!("{RBAC}/namespaces/acme/rolebindings");
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &bindings,
+        binding_object("carol-reads", "Role", "cm-reader", user("carol")),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "bob holds what cm-reader grants: {body}"
+    );
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &bindings,
+        binding_object(
+            "carol-secrets",
+            "ClusterRole",
+            "secret-reader",
+            user("carol"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"].as_str().unwrap_or_default().starts_with(
+            "rolebindings.rbac.authorization.k8s.io \"carol-secrets\" is forbidden: user \"bob\""
+        ),
+        "{body}"
+    );
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &bindings,
+        binding_object("carol-ghost", "ClusterRole", "ghost", user("carol")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(
+        body["message"],
+        "clusterrole.rbac.authorization.k8s.io \"ghost\" not found"
+    );
+    // `bind` on that one ClusterRole, by name.
+    sim.cluster_role(
+        "bind-secret-reader",
+        json!([{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                "resourceNames": ["secret-reader"], "verbs": ["bind"]}]),
+    )
+    .await;
+    sim.bind(
+        "acme",
+        "bob-binds",
+        "ClusterRole",
+        "bind-secret-reader",
+        user("bob"),
+    )
+    .await;
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &bindings,
+        binding_object(
+            "carol-secrets",
+            "ClusterRole",
+            "secret-reader",
+            user("carol"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    sim.cluster_role(
+        "other-secrets",
+        json!([rule(&[""], &["secrets"], &["list"])]),
+    )
+    .await;
+    let (status, _) = create_as(
+        &sim,
+        "bob-token",
+        &bindings,
+        binding_object("carol-list", "ClusterRole", "other-secrets", user("carol")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "bind names one role only");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_aggregated_cluster_role_needs_full_authority() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.cluster_role(
+        "role-writer",
+        json!([
+            rule(
+                &["rbac.authorization.k8s.io"],
+                &["clusterroles"],
+                &["create"]
+            ),
+            rule(&[""], &["configmaps"], &["get"])
+        ]),
+    )
+    .await;
+    sim.bind(
+        "",
+        "bob-writes-roles",
+        "ClusterRole",
+        "role-writer",
+        user("bob"),
+    )
+    .await;
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &format!("{RBAC}/clusterroles"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "agg"},
+               "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["message"],
+        "clusterroles.rbac.authorization.k8s.io \"agg\" is forbidden: must have cluster-admin privileges to use the aggregationRule"
+    );
+    let (status, body) = create_as(
+        &sim,
+        "bob-token",
+        &format!("{RBAC}/clusterroles"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "cm-getter"}, "rules": [rule(&[""], &["configmaps"], &["get"])]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    Ok(())
+}

@@ -5,6 +5,7 @@
 //!   issues through the TokenRequest subresource) become an [`Identity`];
 //! - `request_info.rs`: a request becomes the attributes authorization decides on (verb,
 //!   group, resource, subresource, namespace, name, or a non-resource path);
+//! - `escalation.rs`: the escalate and bind checks of RBAC writes;
 //! - `impersonate.rs`: the `Impersonate-*` headers (`kubectl --as`);
 //! - `rbac.rs`: the RBAC authorizer and the real server's Forbidden wording;
 //! - `bootstrap.rs`: the default ClusterRoles and bindings every cluster starts with;
@@ -38,6 +39,12 @@
 //! every authenticated user may read discovery, `/version`, `/openapi` and the health checks.
 //! A denied request is answered `403 Forbidden`, worded as the real server words it.
 //!
+//! Writing RBAC objects is checked as the real server checks it: creating or updating a Role
+//! or ClusterRole needs every permission it grants (in its namespace), or the verb `escalate`
+//! on it; creating or updating a RoleBinding or ClusterRoleBinding needs every permission of
+//! the role it refers to, or the verb `bind` on that role (`resourceNames` count). A ClusterRole
+//! with an `aggregationRule` needs full authority (`*` on everything).
+//!
 //! # Impersonation
 //!
 //! `Impersonate-User`, `Impersonate-Group` (repeatable) and `Impersonate-Uid` (`kubectl --as`,
@@ -49,6 +56,7 @@
 
 mod authn;
 pub mod bootstrap;
+pub mod escalation;
 pub mod impersonate;
 pub mod rbac;
 pub mod request_info;

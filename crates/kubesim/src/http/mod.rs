@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
+use crate::auth::escalation::{self, RbacKind};
 use crate::auth::impersonate::impersonate;
 use crate::auth::rbac::{self, Authorizer};
 use crate::auth::request_info::request_info;
@@ -80,6 +81,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: axum::extract::Reque
         path: &path,
         query: &query,
         headers: &parts.headers,
+        identity: &identity,
     };
     let result = dispatch(&shared, &request, body).await;
     let response = result.unwrap_or_else(|e| error_response(&e));
@@ -118,13 +120,13 @@ struct Request<'a> {
     path: &'a str,
     query: &'a Query,
     headers: &'a HeaderMap,
+    identity: &'a Identity,
 }
 
 async fn dispatch(shared: &Arc<Shared>, request: &Request<'_>, body: Bytes) -> ApiResult<Response> {
     let Request {
         method,
         path,
-        query,
         headers,
         ..
     } = *request;
@@ -191,7 +193,7 @@ async fn dispatch(shared: &Arc<Shared>, request: &Request<'_>, body: Bytes) -> A
             {
                 return token_request(shared, method, &target, headers, &body);
             }
-            resource(shared, method, &rt, &target, query, headers, body).await
+            resource(shared, request, &rt, &target, body).await
         }
     }
 }
@@ -324,15 +326,49 @@ fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresour
     }
 }
 
+/// For a write of an RBAC object: runs `write` as a dry run first, and lets the real write
+/// happen only when the escalation and bind checks pass for the object it would store.
+fn confirm_rbac_write(
+    shared: &Shared,
+    identity: &Identity,
+    rt: &ResourceType,
+    namespace: &str,
+    opts: &WriteOptions,
+    write: impl FnOnce(&WriteOptions) -> ApiResult<Written>,
+) -> ApiResult<()> {
+    let Some(kind) = RbacKind::of(&rt.group, &rt.plural) else {
+        return Ok(());
+    };
+    if identity.is_master() {
+        return Ok(());
+    }
+    let preview = write(&WriteOptions {
+        dry_run: true,
+        ..opts.clone()
+    })?;
+    escalation::confirm_write(
+        &Authorizer::new(&shared.cluster),
+        identity,
+        kind,
+        namespace,
+        &preview.object,
+    )
+}
+
 async fn resource(
     shared: &Arc<Shared>,
-    method: &Method,
+    request: &Request<'_>,
     rt: &ResourceType,
     target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let Request {
+        method,
+        query,
+        headers,
+        identity,
+        ..
+    } = *request;
     let cluster = &shared.cluster;
     if rt.namespaced && target.name.is_some() && target.namespace.is_none() {
         return Err(ApiError::no_route());
@@ -416,12 +452,20 @@ async fn resource(
             }
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
+            confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                cluster.create(rt, &ns, obj.clone(), o)
+            })?;
             let written = cluster.create(rt, &ns, obj, &opts)?;
             Ok(written_response(written))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
+            if sub.is_none() {
+                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                    cluster.update(rt, &ns, name, obj.clone(), sub, o)
+                })?;
+            }
             let written = cluster.update(rt, &ns, name, obj, sub, &opts)?;
             Ok(written_response(written))
         }
@@ -449,6 +493,11 @@ async fn resource(
             {
                 // Other writes default the manager from the User-Agent; apply must name one.
                 opts.field_manager = None;
+            }
+            if sub.is_none() {
+                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                    cluster.patch(rt, &ns, name, kind, &patch, sub, o)
+                })?;
             }
             let written = cluster.patch(rt, &ns, name, kind, &patch, sub, &opts)?;
             Ok(written_response(written))
