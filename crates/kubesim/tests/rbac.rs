@@ -897,3 +897,220 @@ async fn an_aggregated_cluster_role_needs_full_authority() -> TestResult {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reviews.
+
+const AUTHZ: &str = "/apis/authorization.k8s.io/v1";
+
+#[tokio::test]
+async fn access_reviews_answer_from_the_authorizer() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.namespace("acme").await;
+    sim.role(
+        "acme",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["list"])]),
+    )
+    .await;
+    sim.bind("acme", "bob-reads", "Role", "cm-reader", user("bob"))
+        .await;
+    let ssar = |ns: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+               "spec": {"resourceAttributes": {"namespace": ns, "verb": "list", "resource": "configmaps"}}})
+    };
+    let path = format!("{AUTHZ}/selfsubjectaccessreviews");
+    let (status, answer) = sim
+        .call(
+            Call::new(Method::POST, &path)
+                .token("bob-token")
+                .body(ssar("acme")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        answer["status"],
+        json!({"allowed": true, "reason": "RBAC: allowed by RoleBinding \"bob-reads/acme\" of Role \"cm-reader\" to User \"bob\""})
+    );
+    assert_eq!(answer["spec"], ssar("acme")["spec"]);
+    let (_, answer) = sim
+        .call(
+            Call::new(Method::POST, &path)
+                .token("bob-token")
+                .body(ssar("other")),
+        )
+        .await;
+    assert_eq!(answer["status"], json!({"allowed": false}));
+    let (status, _) = sim.call(Call::new(Method::GET, &path).token(ADMIN)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    // SubjectAccessReview: about someone else, and only for those who may create one.
+    let sar = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                     "spec": {"user": "bob", "resourceAttributes": {"namespace": "acme", "verb": "list", "resource": "configmaps"}}});
+    let sar_path = format!("{AUTHZ}/subjectaccessreviews");
+    let (status, _) = sim
+        .call(
+            Call::new(Method::POST, &sar_path)
+                .token("bob-token")
+                .body(sar.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = sim
+        .call(Call::new(Method::POST, &sar_path).token(ADMIN).body(sar))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(answer["status"]["allowed"], true, "{answer}");
+    let (status, answer) = sim
+        .call(
+            Call::new(Method::POST, &sar_path).token(ADMIN).body(
+                json!({"spec": {"nonResourceAttributes": {"path": "/version", "verb": "get"}}}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no user nor group: {answer}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_protobuf_self_subject_access_review_is_decoded() -> TestResult {
+    let sim = Sim::start(false).await;
+    let field = |num: u8, bytes: &[u8]| {
+        let mut out = vec![num << 3 | 2, bytes.len() as u8];
+        out.extend_from_slice(bytes);
+        out
+    };
+    let attrs = [
+        field(1, b"kube-system"),
+        field(2, b"list"),
+        field(5, b"secrets"),
+    ]
+    .concat();
+    let object = field(2, &field(1, &attrs));
+    let type_meta = [
+        field(1, b"authorization.k8s.io/v1"),
+        field(2, b"SelfSubjectAccessReview"),
+    ]
+    .concat();
+    let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &object)].concat();
+    let resp = sim
+        .http
+        .post(format!(
+            "{}{AUTHZ}/selfsubjectaccessreviews",
+            sim.server.url()
+        ))
+        .header("Content-Type", "application/vnd.kubernetes.protobuf")
+        .header("Impersonate-User", "nobody")
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let answer: Value = resp.json().await?;
+    assert_eq!(
+        answer["spec"]["resourceAttributes"],
+        json!({"namespace": "kube-system", "verb": "list", "resource": "secrets"})
+    );
+    assert_eq!(answer["status"]["allowed"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rules_reviews_list_what_applies_in_a_namespace() -> TestResult {
+    let sim = Sim::start(true).await;
+    sim.namespace("acme").await;
+    sim.role(
+        "acme",
+        "cm-reader",
+        json!([rule(&[""], &["configmaps"], &["list"])]),
+    )
+    .await;
+    sim.bind("acme", "bob-reads", "Role", "cm-reader", user("bob"))
+        .await;
+    let review = |ns: &str| {
+        json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+               "spec": {"namespace": ns}})
+    };
+    let path = format!("{AUTHZ}/selfsubjectrulesreviews");
+    let (status, answer) = sim
+        .call(
+            Call::new(Method::POST, &path)
+                .token("bob-token")
+                .body(review("acme")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let rules = answer["status"]["resourceRules"].as_array().expect("rules");
+    assert!(
+        rules.contains(&json!({"verbs": ["list"], "apiGroups": [""], "resources": ["configmaps"]})),
+        "{answer}"
+    );
+    assert!(
+        answer["status"]["nonResourceRules"]
+            .as_array()
+            .expect("non-resource rules")
+            .iter()
+            .any(|r| r["nonResourceURLs"]
+                .as_array()
+                .is_some_and(|u| u.contains(&json!("/version")))),
+        "{answer}"
+    );
+    assert_eq!(answer["status"]["incomplete"], false);
+    let (_, answer) = sim
+        .call(
+            Call::new(Method::POST, &path)
+                .token("bob-token")
+                .body(review("other")),
+        )
+        .await;
+    assert!(!answer.to_string().contains("configmaps"), "{answer}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn reviews_are_in_discovery_and_whoami_answers() -> TestResult {
+    let sim = Sim::start(false).await;
+    let (_, list) = sim.call(Call::new(Method::GET, AUTHZ)).await;
+    let names: Vec<&str> = list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    for want in [
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "subjectaccessreviews",
+        "localsubjectaccessreviews",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    assert_eq!(list["resources"][0]["verbs"], json!(["create"]));
+    let (status, answer) = sim
+        .call(
+            Call::new(
+                Method::POST,
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            )
+            .token("alice-token")
+            .body(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        answer["status"]["userInfo"],
+        json!({"username": "alice", "uid": "alice-uid", "groups": ["dev", "ops", "system:authenticated"]})
+    );
+    let (_, answer) = sim
+        .call(
+            Call::new(Method::POST, "/apis/authentication.k8s.io/v1/tokenreviews")
+                .body(json!({"spec": {"token": "bob-token"}})),
+        )
+        .await;
+    assert_eq!(answer["status"]["authenticated"], true, "{answer}");
+    assert_eq!(answer["status"]["user"]["username"], "bob");
+    Ok(())
+}

@@ -300,17 +300,7 @@ pub fn compact_string(rule: &PolicyRule) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
-        PolicyRule {
-            verbs: v(verbs),
-            api_groups: v(groups),
-            resources: v(resources),
-            resource_names: v(names),
-            non_resource_urls: vec![],
-        }
-    }
+    use crate::auth::rbac::tests::rule;
 
     #[test]
     fn owners_cover_what_they_hold() {

@@ -8,6 +8,7 @@
 //! - `escalation.rs`: the escalate and bind checks of RBAC writes;
 //! - `impersonate.rs`: the `Impersonate-*` headers (`kubectl --as`);
 //! - `rbac.rs`: the RBAC authorizer and the real server's Forbidden wording;
+//! - `review.rs`: the access, rules, self-subject and token reviews;
 //! - `bootstrap.rs`: the default ClusterRoles and bindings every cluster starts with;
 //! - `wire.rs`: the protobuf bodies of TokenRequests and reviews.
 //!
@@ -45,6 +46,11 @@
 //! the role it refers to, or the verb `bind` on that role (`resourceNames` count). A ClusterRole
 //! with an `aggregationRule` needs full authority (`*` on everything).
 //!
+//! The review APIs answer from the same authorizer: `selfsubjectaccessreviews`,
+//! `subjectaccessreviews`, `localsubjectaccessreviews` and `selfsubjectrulesreviews`
+//! (`authorization.k8s.io/v1`, so `kubectl auth can-i` and `kubectl auth can-i --list` work),
+//! `selfsubjectreviews` (`kubectl auth whoami`) and `tokenreviews` (`authentication.k8s.io/v1`).
+//!
 //! # Impersonation
 //!
 //! `Impersonate-User`, `Impersonate-Group` (repeatable) and `Impersonate-Uid` (`kubectl --as`,
@@ -60,6 +66,7 @@ pub mod escalation;
 pub mod impersonate;
 pub mod rbac;
 pub mod request_info;
+pub mod review;
 mod wire;
 
 pub use authn::{

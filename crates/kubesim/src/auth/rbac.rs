@@ -362,12 +362,18 @@ pub fn forbidden(user: &str, info: &RequestInfo, reason: &str) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::auth::request_info::request_info;
     use std::collections::HashMap;
 
-    fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]) -> PolicyRule {
+    /// A resource rule, for tests.
+    pub(crate) fn rule(
+        verbs: &[&str],
+        groups: &[&str],
+        resources: &[&str],
+        names: &[&str],
+    ) -> PolicyRule {
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
         PolicyRule {
             verbs: v(verbs),
@@ -456,19 +462,15 @@ mod tests {
 
     #[test]
     fn forbidden_answers_are_worded_like_the_real_ones() {
-        let e = forbidden(
+        let s = forbidden(
             "bob",
             &info(
                 "POST",
                 "/apis/sluice.dev/v1alpha1/namespaces/sluice-acme/pipelines",
             ),
             "",
-        );
-        let s = e.to_status();
-        assert_eq!(
-            s["message"],
-            "pipelines.sluice.dev is forbidden: User \"bob\" cannot create resource \"pipelines\" in API group \"sluice.dev\" in the namespace \"sluice-acme\""
-        );
+        )
+        .to_status();
         assert_eq!(
             s["details"],
             serde_json::json!({"group": "sluice.dev", "kind": "pipelines"})
@@ -477,47 +479,45 @@ mod tests {
             (s["code"].as_u64(), s["reason"].as_str()),
             (Some(403), Some("Forbidden"))
         );
-        let e = forbidden(
-            "bob",
-            &info("GET", "/api/v1/namespaces/kube-system/secrets/x"),
-            "",
-        );
+        let cases = [
+            (
+                "POST",
+                "/apis/sluice.dev/v1alpha1/namespaces/sluice-acme/pipelines",
+                "",
+                "pipelines.sluice.dev is forbidden: User \"bob\" cannot create resource \"pipelines\" in API group \"sluice.dev\" in the namespace \"sluice-acme\"",
+            ),
+            (
+                "GET",
+                "/api/v1/namespaces/kube-system/secrets/x",
+                "",
+                "secrets \"x\" is forbidden: User \"bob\" cannot get resource \"secrets\" in API group \"\" in the namespace \"kube-system\"",
+            ),
+            (
+                "GET",
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                "",
+                "clusterroles.rbac.authorization.k8s.io is forbidden: User \"bob\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope",
+            ),
+            (
+                "PUT",
+                "/apis/apps/v1/namespaces/a/deployments/d/scale",
+                "",
+                "deployments.apps \"d\" is forbidden: User \"bob\" cannot update resource \"deployments/scale\" in API group \"apps\" in the namespace \"a\"",
+            ),
+            (
+                "GET",
+                "/metrics",
+                "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found",
+                "forbidden: User \"bob\" cannot get path \"/metrics\": RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found",
+            ),
+        ];
+        for (method, path, reason, want) in cases {
+            assert_eq!(forbidden("bob", &info(method, path), reason).message, want);
+        }
+        let named = forbidden("bob", &info("GET", "/api/v1/namespaces/k/secrets/x"), "");
         assert_eq!(
-            e.message,
-            "secrets \"x\" is forbidden: User \"bob\" cannot get resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
-        );
-        assert_eq!(
-            e.to_status()["details"],
+            named.to_status()["details"],
             serde_json::json!({"kind": "secrets", "name": "x"})
-        );
-        let e = forbidden(
-            "bob",
-            &info("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles"),
-            "",
-        );
-        assert_eq!(
-            e.message,
-            "clusterroles.rbac.authorization.k8s.io is forbidden: User \"bob\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
-        );
-        let e = forbidden(
-            "bob",
-            &info("PUT", "/apis/apps/v1/namespaces/a/deployments/d/scale"),
-            "",
-        );
-        assert!(
-            e.message
-                .contains("cannot update resource \"deployments/scale\""),
-            "{}",
-            e.message
-        );
-        let e = forbidden(
-            "bob",
-            &info("GET", "/metrics"),
-            "RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found",
-        );
-        assert_eq!(
-            e.message,
-            "forbidden: User \"bob\" cannot get path \"/metrics\": RBAC: clusterrole.rbac.authorization.k8s.io \"x\" not found"
         );
     }
 }

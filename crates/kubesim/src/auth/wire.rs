@@ -6,7 +6,8 @@
 //! `generated.proto`: every object is 1 metadata, 2 spec, 3 status;
 //! `TokenRequestSpec` 1 audiences, 4 expirationSeconds;
 //! `SubjectAccessReviewSpec` 1 resourceAttributes, 2 nonResourceAttributes, 3 user, 4 groups,
-//! 6 uid (`SelfSubjectAccessReviewSpec` has only the first two);
+//! 6 uid (`SelfSubjectAccessReviewSpec` has only the first two, `LocalSubjectAccessReview`
+//! shares the spec); `TokenReviewSpec` 1 token;
 //! `ResourceAttributes` 1 namespace, 2 verb, 3 group, 4 version, 5 resource, 6 subresource,
 //! 7 name; `NonResourceAttributes` 1 path, 2 verb; `SelfSubjectRulesReviewSpec` 1 namespace.
 
@@ -51,10 +52,13 @@ fn decode_spec(kind: &str, buf: &[u8]) -> Result<Map<String, Value>, ProtobufErr
             ("TokenRequest", 4) => {
                 spec.insert("expirationSeconds".into(), json!(varint_of(num, v)?));
             }
+            ("TokenReview", 1) => {
+                spec.insert("token".into(), string_of(num, v)?.into());
+            }
             ("SelfSubjectRulesReview", 1) => {
                 spec.insert("namespace".into(), string_of(num, v)?.into());
             }
-            ("SelfSubjectAccessReview" | "SubjectAccessReview", 1) => {
+            ("SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview", 1) => {
                 let attrs = strings(
                     bytes_of(num, v)?,
                     &[
@@ -69,15 +73,17 @@ fn decode_spec(kind: &str, buf: &[u8]) -> Result<Map<String, Value>, ProtobufErr
                 )?;
                 spec.insert("resourceAttributes".into(), Value::Object(attrs));
             }
-            ("SelfSubjectAccessReview" | "SubjectAccessReview", 2) => {
+            ("SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview", 2) => {
                 let attrs = strings(bytes_of(num, v)?, &[(1, "path"), (2, "verb")])?;
                 spec.insert("nonResourceAttributes".into(), Value::Object(attrs));
             }
-            ("SubjectAccessReview", 3) => {
+            ("SubjectAccessReview" | "LocalSubjectAccessReview", 3) => {
                 spec.insert("user".into(), string_of(num, v)?.into());
             }
-            ("SubjectAccessReview", 4) => push(&mut spec, "groups", string_of(num, v)?),
-            ("SubjectAccessReview", 6) => {
+            ("SubjectAccessReview" | "LocalSubjectAccessReview", 4) => {
+                push(&mut spec, "groups", string_of(num, v)?)
+            }
+            ("SubjectAccessReview" | "LocalSubjectAccessReview", 6) => {
                 spec.insert("uid".into(), string_of(num, v)?.into());
             }
             _ => {}

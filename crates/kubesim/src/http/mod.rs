@@ -14,6 +14,7 @@ use crate::auth::escalation::{self, RbacKind};
 use crate::auth::impersonate::impersonate;
 use crate::auth::rbac::{self, Authorizer};
 use crate::auth::request_info::request_info;
+use crate::auth::review::{Review, ReviewContext};
 use crate::auth::{Authenticator, Identity};
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Subresource,
@@ -187,6 +188,9 @@ async fn dispatch(shared: &Arc<Shared>, request: &Request<'_>, body: Bytes) -> A
             let rt = target
                 .resource_type(&registry)
                 .ok_or_else(ApiError::no_route)?;
+            if rt.review {
+                return review(shared, request, &rt, &target, &body);
+            }
             if rt.group.is_empty()
                 && rt.plural == "serviceaccounts"
                 && target.subresource.as_deref() == Some("token")
@@ -293,6 +297,33 @@ fn parse_auth_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
             .map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
     }
     parse_body(headers, body)
+}
+
+/// `POST` of a review (`selfsubjectaccessreviews`, ...): answered, not stored.
+fn review(
+    shared: &Shared,
+    request: &Request<'_>,
+    rt: &ResourceType,
+    target: &Target,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let method = request.method;
+    if *method != Method::POST || target.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let kind = Review::of(&rt.plural).ok_or_else(ApiError::no_route)?;
+    let mut asked = parse_auth_body(request.headers, body)?;
+    asked["apiVersion"] = json!(rt.api_version());
+    asked["kind"] = json!(rt.kind);
+    let ctx = ReviewContext {
+        cluster: &shared.cluster,
+        authenticator: &shared.authenticator,
+        requester: request.identity,
+    };
+    let answer = crate::auth::review::answer(&ctx, kind, target.namespace.as_deref(), &asked)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
 }
 
 /// `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`.
