@@ -30,6 +30,11 @@
 //! `kubesim-admin` (group `system:masters`), unless [`AuthConfig::require_auth`] (the
 //! `--require-auth` flag) is set: then it is `401 Unauthorized` too.
 //!
+//! kube-rs sends a kubeconfig's token over plain HTTP ([`crate::Server::kubeconfig_with_token`]
+//! writes such a kubeconfig), but kubectl does not: client-go uses a kubeconfig's credentials
+//! only over TLS. So kubectl always runs as the administrator here, and tries other identities
+//! with `--as`; under `--require-auth` kubectl gets `401` ("You must be logged in").
+//!
 //! # Authorization
 //!
 //! Every request is authorized as the real server's RBAC authorizer does it, from the
