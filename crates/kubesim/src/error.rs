@@ -167,6 +167,31 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// `401 Unauthorized`, for a missing (when required) or unknown token.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    /// `403 Forbidden` about a resource, worded as the real server's `NewForbidden`:
+    /// `pipelines.sluice.dev "p1" is forbidden: <why>` (without the name when `name` is empty,
+    /// `forbidden: <why>` when `resource` is empty too).
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let message = match (resource, name) {
+            ("", _) if group.is_empty() => format!("forbidden: {why}"),
+            (_, "") => format!("{} is forbidden: {why}", qualified(group, resource)),
+            _ => format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(group, resource)
+            ),
+        };
+        let mut e = Self::new(403, "Forbidden", message);
+        let given = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        e.details.group = given(group);
+        e.details.kind = given(resource);
+        e.details.name = given(name);
+        e
+    }
+
     /// `405 MethodNotAllowed`.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::new(405, "MethodNotAllowed", message)

@@ -12,12 +12,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Where things are: `cluster/` holds the state and the API semantics (get, list, watch,
+//! Where things are: `auth/` decides who a request runs as and whether it may (bearer tokens,
+//! impersonation, RBAC, the review APIs; its module docs list the options); `cluster/` holds the state and the API semantics (get, list, watch,
 //! create, update, patch, delete, garbage collection); `http/` maps the REST protocol onto it;
 //! `validation/` checks custom resources against their CRD's schema and CEL rules; `merge/`
 //! implements server-side apply, managed fields and strategic merge patch; `table.rs`,
 //! `jsonpath.rs`, `selector.rs` and `protobuf.rs` are the smaller pieces of the protocol.
 
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod http;

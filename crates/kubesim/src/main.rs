@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
+use kubesim::auth::{AuthConfig, parse_token_file};
 use kubesim::persist::{DirStore, MemoryOnly, Persistence};
 use kubesim::{Cluster, ClusterConfig, PodBehaviour, Server, ServerConfig};
 use std::path::PathBuf;
@@ -26,6 +27,14 @@ struct Args {
     /// What Deployments' pods do: ready, never-ready, crash-loop, external.
     #[arg(long, default_value = "ready")]
     pods: String,
+    /// Static bearer tokens, one per line: `token,user,uid,"group1,group2"` (the real server's
+    /// `--token-auth-file` format).
+    #[arg(long, visible_alias = "token-file")]
+    token_auth_file: Option<PathBuf>,
+    /// Refuse requests without a bearer token (401) instead of running them as the
+    /// administrator `kubesim-admin` (group `system:masters`).
+    #[arg(long)]
+    require_auth: bool,
 }
 
 #[tokio::main]
@@ -67,10 +76,23 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot apply an object from {}", file.display()))?;
         }
     }
+    let tokens = match &args.token_auth_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            parse_token_file(&text)
+                .with_context(|| format!("{} is not a token file", file.display()))?
+        }
+        None => vec![],
+    };
     let server = Server::start_with(
         cluster,
         ServerConfig {
             bind: ([127, 0, 0, 1], args.port).into(),
+            auth: AuthConfig {
+                tokens,
+                require_auth: args.require_auth,
+            },
             ..Default::default()
         },
     )

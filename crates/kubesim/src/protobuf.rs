@@ -87,7 +87,7 @@ pub enum ProtobufError {
 
 /// One decoded field value.
 #[derive(Debug, Clone, Copy)]
-enum Wire<'a> {
+pub(crate) enum Wire<'a> {
     Varint(u64),
     Fixed64(u64),
     Bytes(&'a [u8]),
@@ -135,7 +135,7 @@ fn take<'a>(buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], Protob
 }
 
 /// Splits a message into (field number, value) pairs in wire order.
-fn fields(buf: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, ProtobufError> {
+pub(crate) fn fields(buf: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, ProtobufError> {
     let mut pos = 0;
     let mut out = Vec::new();
     while pos < buf.len() {
@@ -165,7 +165,7 @@ fn fields(buf: &[u8]) -> Result<Vec<(u32, Wire<'_>)>, ProtobufError> {
     Ok(out)
 }
 
-fn bytes_of<'a>(num: u32, v: Wire<'a>) -> Result<&'a [u8], ProtobufError> {
+pub(crate) fn bytes_of<'a>(num: u32, v: Wire<'a>) -> Result<&'a [u8], ProtobufError> {
     match v {
         Wire::Bytes(b) => Ok(b),
         other => Err(ProtobufError::UnexpectedWireType {
@@ -176,12 +176,12 @@ fn bytes_of<'a>(num: u32, v: Wire<'a>) -> Result<&'a [u8], ProtobufError> {
     }
 }
 
-fn string_of(num: u32, v: Wire<'_>) -> Result<String, ProtobufError> {
+pub(crate) fn string_of(num: u32, v: Wire<'_>) -> Result<String, ProtobufError> {
     let b = bytes_of(num, v)?;
     String::from_utf8(b.to_vec()).map_err(|_| ProtobufError::InvalidUtf8(num))
 }
 
-fn varint_of(num: u32, v: Wire<'_>) -> Result<u64, ProtobufError> {
+pub(crate) fn varint_of(num: u32, v: Wire<'_>) -> Result<u64, ProtobufError> {
     match v {
         Wire::Varint(x) => Ok(x),
         other => Err(ProtobufError::UnexpectedWireType {

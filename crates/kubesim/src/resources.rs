@@ -51,6 +51,9 @@ pub struct ResourceType {
     /// For custom resources: the JSON paths of the version's `selectableFields` (besides
     /// `metadata.name` and `metadata.namespace`, the only fields a field selector may use).
     pub selectable_fields: Vec<String>,
+    /// A create-only review (`selfsubjectaccessreviews`, `tokenreviews`, ...): a POST is
+    /// answered by the authenticator or authorizer, and nothing is stored.
+    pub review: bool,
 }
 
 impl ResourceType {
@@ -95,6 +98,9 @@ impl ResourceType {
 
     /// Verbs advertised in discovery.
     pub fn verbs(&self) -> Vec<&'static str> {
+        if self.review {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -151,6 +157,15 @@ fn builtin(
         storage: true,
         custom: false,
         selectable_fields: vec![],
+        review: false,
+    }
+}
+
+/// A create-only review type of `group/v1`.
+fn review(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    ResourceType {
+        review: true,
+        ..builtin(group, "v1", plural, kind, namespaced, &[], false, false)
     }
 }
 
@@ -331,6 +346,42 @@ impl Registry {
                 true,
                 true,
             ),
+            review(
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+            ),
+            review(
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+            ),
+            review(
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                false,
+            ),
+            review(
+                "authorization.k8s.io",
+                "localsubjectaccessreviews",
+                "LocalSubjectAccessReview",
+                true,
+            ),
+            review(
+                "authentication.k8s.io",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                false,
+            ),
+            review(
+                "authentication.k8s.io",
+                "tokenreviews",
+                "TokenReview",
+                false,
+            ),
         ];
         Registry { types }
     }
@@ -444,6 +495,7 @@ impl Registry {
                     .filter_map(|f| f["jsonPath"].as_str())
                     .map(|p| p.trim_start_matches('.').to_string())
                     .collect(),
+                review: false,
             });
         }
     }

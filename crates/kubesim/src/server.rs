@@ -1,5 +1,6 @@
 //! Running the HTTP server on a loopback port.
 
+use crate::auth::{AuthConfig, Authenticator};
 use crate::cluster::Cluster;
 use crate::http::{Shared, handle};
 use axum::Router;
@@ -15,6 +16,8 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// How often watches that allow bookmarks receive one.
     pub bookmark_interval: Duration,
+    /// Static tokens, and whether requests without a token are refused (see [`crate::auth`]).
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -22,6 +25,7 @@ impl Default for ServerConfig {
         ServerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             bookmark_interval: Duration::from_secs(5),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -60,6 +64,7 @@ impl Server {
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             shutdown: rx.clone(),
+            authenticator: Authenticator::new(config.auth),
         });
         let app = Router::new().fallback(handle).with_state(shared);
         let mut stop = rx;
@@ -97,6 +102,14 @@ impl Server {
     /// A kubeconfig (YAML) that points kubectl and kube-rs at this server, with no credentials.
     pub fn kubeconfig(&self) -> String {
         kubeconfig(&self.url())
+    }
+
+    /// A kubeconfig like [`Server::kubeconfig`] whose user sends `token`.
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        kubeconfig(&self.url()).replace(
+            "  user: {}\n",
+            &format!("  user:\n    token: {}\n", serde_json::Value::from(token)),
+        )
     }
 
     /// Stops serving: open watches end, then the listener closes.

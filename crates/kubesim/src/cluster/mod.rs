@@ -136,7 +136,37 @@ impl Cluster {
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
             }
         }
+        cluster.seed(crate::auth::bootstrap::objects())?;
         Ok(cluster)
+    }
+
+    /// Stores each of `objects` that does not exist yet (a restarted cluster keeps its own), as
+    /// the real server's bootstrap does: without going through validation, since bootstrap
+    /// names such as `system:discovery` are outside what a create would check.
+    fn seed(&self, objects: Vec<Value>) -> std::io::Result<()> {
+        let mut st = self.lock();
+        for mut obj in objects {
+            let rt = st
+                .registry
+                .find_kind(
+                    obj["apiVersion"].as_str().unwrap_or_default(),
+                    obj["kind"].as_str().unwrap_or_default(),
+                )
+                .cloned()
+                .ok_or_else(|| std::io::Error::other("a seed object of an unknown kind"))?;
+            let r = ObjRef {
+                key: rt.key(),
+                namespace: meta::meta_str(&obj, "namespace").to_string(),
+                name: meta::meta_str(&obj, "name").to_string(),
+            };
+            if st.get_stored(&r).is_some() {
+                continue;
+            }
+            obj["metadata"]["uid"] = Value::String(uuid::Uuid::new_v4().to_string());
+            obj["metadata"]["creationTimestamp"] = Value::String(meta::now());
+            st.store(&r, obj);
+        }
+        Ok(())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

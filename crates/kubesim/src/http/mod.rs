@@ -10,6 +10,12 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
+use crate::auth::escalation::{self, RbacKind};
+use crate::auth::impersonate::impersonate;
+use crate::auth::rbac::{self, Authorizer};
+use crate::auth::request_info::request_info;
+use crate::auth::review::{Review, ReviewContext};
+use crate::auth::{Authenticator, Identity};
 use crate::cluster::{
     Cluster, DeleteOptions, FieldValidation, ListOptions, PatchKind, Propagation, Subresource,
     WriteOptions, Written,
@@ -18,7 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use crate::table;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use route::{Route, Target};
@@ -40,12 +46,14 @@ pub struct Shared {
     pub bookmark_interval: Duration,
     /// Flips to `true` when the server shuts down, ending open watches.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Turns bearer tokens into identities, and issues ServiceAccount tokens.
+    pub authenticator: Authenticator,
 }
 
 type Query = HashMap<String, String>;
 
 /// The single entry point for every request.
-pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+pub async fn handle(State(shared): State<Arc<Shared>>, req: axum::extract::Request) -> Response {
     let (parts, body) = req.into_parts();
     let query: Query = parts
         .uri
@@ -65,24 +73,68 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     let path = parts.uri.path().to_string();
     let method = parts.method.clone();
-    let result = dispatch(&shared, &method, &path, &query, &parts.headers, body).await;
+    let identity = match admit(&shared, &method, &path, &query, &parts.headers) {
+        Ok(identity) => identity,
+        Err(e) => return error_response(&e),
+    };
+    let request = Request {
+        method: &method,
+        path: &path,
+        query: &query,
+        headers: &parts.headers,
+        identity: &identity,
+    };
+    let result = dispatch(&shared, &request, body).await;
     let response = result.unwrap_or_else(|e| error_response(&e));
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "request");
+    tracing::debug!(%method, %path, user = %identity.user, status = response.status().as_u16(), "request");
     response
 }
 
-async fn dispatch(
-    shared: &Arc<Shared>,
+/// Authenticates a request and authorizes what it asks: the identity it runs as, or the
+/// `401`/`403` answer.
+fn admit(
+    shared: &Shared,
     method: &Method,
     path: &str,
     query: &Query,
     headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
+) -> ApiResult<Identity> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let requester = shared
+        .authenticator
+        .authenticate(&shared.cluster, authorization)?;
+    let authorizer = Authorizer::new(&shared.cluster);
+    let identity = impersonate(&authorizer, requester, headers, path)?;
+    let info = request_info(method.as_str(), path, query);
+    let decision = authorizer.authorize(&identity, &info);
+    if !decision.allowed {
+        return Err(rbac::forbidden(&identity.user, &info, &decision.reason));
+    }
+    Ok(identity)
+}
+
+/// What a request asks, and who asks it.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    query: &'a Query,
+    headers: &'a HeaderMap,
+    identity: &'a Identity,
+}
+
+async fn dispatch(shared: &Arc<Shared>, request: &Request<'_>, body: Bytes) -> ApiResult<Response> {
+    let Request {
+        method,
+        path,
+        headers,
+        ..
+    } = *request;
     let registry = shared.cluster.registry();
     let accept = header_str(headers, header::ACCEPT);
     let route = route::parse(path, &registry).ok_or_else(ApiError::no_route)?;
-    if !matches!(route, Route::Resource(_)) && method != Method::GET {
+    if !matches!(route, Route::Resource(_)) && *method != Method::GET {
         return Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method} {path})"
         )));
@@ -136,7 +188,16 @@ async fn dispatch(
             let rt = target
                 .resource_type(&registry)
                 .ok_or_else(ApiError::no_route)?;
-            resource(shared, method, &rt, &target, query, headers, body).await
+            if rt.review {
+                return review(shared, request, &rt, &target, &body);
+            }
+            if rt.group.is_empty()
+                && rt.plural == "serviceaccounts"
+                && target.subresource.as_deref() == Some("token")
+            {
+                return token_request(shared, method, &target, headers, &body);
+            }
+            resource(shared, request, &rt, &target, body).await
         }
     }
 }
@@ -229,6 +290,64 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
+/// Decodes the body of an authentication or authorization request (JSON, YAML or protobuf).
+fn parse_auth_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    if crate::protobuf::is_protobuf_content_type(header_str(headers, header::CONTENT_TYPE)) {
+        return crate::auth::decode_protobuf(body)
+            .map_err(|e| ApiError::bad_request(format!("cannot decode the protobuf body: {e}")));
+    }
+    parse_body(headers, body)
+}
+
+/// `POST` of a review (`selfsubjectaccessreviews`, ...): answered, not stored.
+fn review(
+    shared: &Shared,
+    request: &Request<'_>,
+    rt: &ResourceType,
+    target: &Target,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let method = request.method;
+    if *method != Method::POST || target.name.is_some() {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let kind = Review::of(&rt.plural).ok_or_else(ApiError::no_route)?;
+    let mut asked = parse_auth_body(request.headers, body)?;
+    asked["apiVersion"] = json!(rt.api_version());
+    asked["kind"] = json!(rt.kind);
+    let ctx = ReviewContext {
+        cluster: &shared.cluster,
+        authenticator: &shared.authenticator,
+        requester: request.identity,
+    };
+    let answer = crate::auth::review::answer(&ctx, kind, target.namespace.as_deref(), &asked)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
+}
+
+/// `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`.
+fn token_request(
+    shared: &Shared,
+    method: &Method,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let (Some(ns), Some(name)) = (&target.namespace, &target.name) else {
+        return Err(ApiError::no_route());
+    };
+    if *method != Method::POST {
+        return Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method})"
+        )));
+    }
+    let request = parse_auth_body(headers, body)?;
+    let answer =
+        crate::auth::token_request(&shared.authenticator, &shared.cluster, ns, name, &request)?;
+    Ok(json_response(StatusCode::CREATED, &answer))
+}
+
 fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresource>> {
     match target.subresource.as_deref() {
         None => Ok(None),
@@ -238,15 +357,49 @@ fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresour
     }
 }
 
+/// For a write of an RBAC object: runs `write` as a dry run first, and lets the real write
+/// happen only when the escalation and bind checks pass for the object it would store.
+fn confirm_rbac_write(
+    shared: &Shared,
+    identity: &Identity,
+    rt: &ResourceType,
+    namespace: &str,
+    opts: &WriteOptions,
+    write: impl FnOnce(&WriteOptions) -> ApiResult<Written>,
+) -> ApiResult<()> {
+    let Some(kind) = RbacKind::of(&rt.group, &rt.plural) else {
+        return Ok(());
+    };
+    if identity.is_master() {
+        return Ok(());
+    }
+    let preview = write(&WriteOptions {
+        dry_run: true,
+        ..opts.clone()
+    })?;
+    escalation::confirm_write(
+        &Authorizer::new(&shared.cluster),
+        identity,
+        kind,
+        namespace,
+        &preview.object,
+    )
+}
+
 async fn resource(
     shared: &Arc<Shared>,
-    method: &Method,
+    request: &Request<'_>,
     rt: &ResourceType,
     target: &Target,
-    query: &Query,
-    headers: &HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let Request {
+        method,
+        query,
+        headers,
+        identity,
+        ..
+    } = *request;
     let cluster = &shared.cluster;
     if rt.namespaced && target.name.is_some() && target.namespace.is_none() {
         return Err(ApiError::no_route());
@@ -330,12 +483,20 @@ async fn resource(
             }
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
+            confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                cluster.create(rt, &ns, obj.clone(), o)
+            })?;
             let written = cluster.create(rt, &ns, obj, &opts)?;
             Ok(written_response(written))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
+            if sub.is_none() {
+                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                    cluster.update(rt, &ns, name, obj.clone(), sub, o)
+                })?;
+            }
             let written = cluster.update(rt, &ns, name, obj, sub, &opts)?;
             Ok(written_response(written))
         }
@@ -363,6 +524,11 @@ async fn resource(
             {
                 // Other writes default the manager from the User-Agent; apply must name one.
                 opts.field_manager = None;
+            }
+            if sub.is_none() {
+                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
+                    cluster.patch(rt, &ns, name, kind, &patch, sub, o)
+                })?;
             }
             let written = cluster.patch(rt, &ns, name, kind, &patch, sub, &opts)?;
             Ok(written_response(written))

@@ -154,7 +154,10 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Value {
     } else {
         format!("/apis/{group}/{version}")
     };
-    for t in registry.in_group_version(group, version) {
+    for t in registry
+        .in_group_version(group, version)
+        .filter(|t| !t.review)
+    {
         schemas.insert(schema_name(t), kind_schema(t));
         let collection = if t.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", t.plural)
