@@ -129,6 +129,20 @@ pub struct Registry {
     types: Vec<ResourceType>,
 }
 
+/// An RBAC type: no short names, no status, no generation.
+fn rbac(plural: &str, kind: &str, namespaced: bool) -> ResourceType {
+    builtin(
+        "rbac.authorization.k8s.io",
+        "v1",
+        plural,
+        kind,
+        namespaced,
+        &[],
+        false,
+        false,
+    )
+}
+
 #[allow(clippy::too_many_arguments)]
 fn builtin(
     group: &str,
@@ -276,46 +290,10 @@ impl Registry {
                 true,
             ),
             builtin("batch", "v1", "jobs", "Job", true, &[], true, true),
-            builtin(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "roles",
-                "Role",
-                true,
-                &[],
-                false,
-                false,
-            ),
-            builtin(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "rolebindings",
-                "RoleBinding",
-                true,
-                &[],
-                false,
-                false,
-            ),
-            builtin(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "clusterroles",
-                "ClusterRole",
-                false,
-                &[],
-                false,
-                false,
-            ),
-            builtin(
-                "rbac.authorization.k8s.io",
-                "v1",
-                "clusterrolebindings",
-                "ClusterRoleBinding",
-                false,
-                &[],
-                false,
-                false,
-            ),
+            rbac("roles", "Role", true),
+            rbac("rolebindings", "RoleBinding", true),
+            rbac("clusterroles", "ClusterRole", false),
+            rbac("clusterrolebindings", "ClusterRoleBinding", false),
             builtin(
                 "coordination.k8s.io",
                 "v1",

@@ -1,7 +1,10 @@
 //! What the API benchmarks share: kubesim with Sluice's CRDs, and a store of their own (a fresh
 //! PostgreSQL database dropped at the end, or an SQLite file).
 
-use anyhow::bail;
+use anyhow::{Context, bail};
+use sluice_api::Config;
+use sluice_api::k8s::Kube;
+use sluice_api::server::ApiServer;
 use sluice_api::store::Store;
 
 /// kubesim on a loopback port with Sluice's CRDs installed, and a client for it.
@@ -30,6 +33,17 @@ impl Kubernetes {
     pub async fn shutdown(self) {
         self.server.shutdown().await;
     }
+}
+
+/// kubesim with the CRDs (`manager` applies them) and the benchmark's own store.
+pub async fn kubernetes_and_store(
+    manager: &str,
+    sqlite: bool,
+    postgres_url: &str,
+) -> anyhow::Result<(Kubernetes, BenchStore)> {
+    let kubernetes = Kubernetes::start(manager).await?;
+    let store = BenchStore::create(sqlite, postgres_url).await?;
+    Ok((kubernetes, store))
 }
 
 /// The benchmark's own store, migrated.
@@ -83,6 +97,60 @@ impl BenchStore {
             }
             admin.close().await;
         }
+        Ok(())
+    }
+}
+
+/// The API served on loopback (with its metrics on another port) until [`RunningApi::stop`].
+pub struct RunningApi {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The bootstrap administrator's token.
+    pub admin_token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApi {
+    /// Builds the API as `sluice-api serve` does (a random signing key, `jetstream` for
+    /// ingest) and serves it with `sluice_api::server::run`.
+    pub async fn start(
+        config: Config,
+        store: Store,
+        client: kube::Client,
+        jetstream: Option<async_nats::jetstream::Context>,
+    ) -> anyhow::Result<Self> {
+        let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
+        let state = ApiServer::new(config, store, Kube::new(client), secret.as_bytes())
+            .jetstream(jetstream)
+            .build()?;
+        let admin_token = sluice_api::bootstrap_token(&state)
+            .await?
+            .context("no bootstrap token: the store already has tenants")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(sluice_api::server::run(
+            state,
+            listener,
+            metrics_listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(RunningApi {
+            base,
+            admin_token,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops serving; the server writes the last ingest counts and closes the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.server.await??;
         Ok(())
     }
 }

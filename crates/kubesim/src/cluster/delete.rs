@@ -69,46 +69,29 @@ impl Cluster {
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
         let mut st = self.lock();
-        let r = ObjRef {
-            key: rt.key(),
-            namespace: if rt.namespaced {
-                namespace.to_string()
-            } else {
-                String::new()
-            },
-            name: name.to_string(),
-        };
+        let r = super::write::obj_ref(rt, namespace, name);
         let obj = st
             .get_stored(&r)
             .cloned()
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(uid) = &opts.uid
-            && uid != meta::meta_str(&obj, "uid")
-        {
-            return Err(ApiError::conflict_message(
-                &rt.group,
-                &rt.plural,
-                name,
-                format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta::meta_str(&obj, "uid")
-                ),
-                vec![],
-            ));
-        }
-        if let Some(rv) = &opts.resource_version
-            && rv != meta::meta_str(&obj, "resourceVersion")
-        {
-            return Err(ApiError::conflict_message(
-                &rt.group,
-                &rt.plural,
-                name,
-                format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    meta::meta_str(&obj, "resourceVersion")
-                ),
-                vec![],
-            ));
+        for (label, field, wanted) in [
+            ("UID", "uid", &opts.uid),
+            ("ResourceVersion", "resourceVersion", &opts.resource_version),
+        ] {
+            let have = meta::meta_str(&obj, field);
+            if let Some(wanted) = wanted
+                && wanted != have
+            {
+                return Err(ApiError::conflict_message(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    format!(
+                        "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {have}"
+                    ),
+                    vec![],
+                ));
+            }
         }
         if opts.dry_run {
             return Ok(Deleted {
@@ -228,15 +211,20 @@ impl State {
                 if r.namespace.is_empty() {
                     continue;
                 }
-                let marked = self
-                    .get_stored(&r)
-                    .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
-                if !marked {
-                    self.delete_object(&r, Propagation::Background);
-                }
+                self.delete_in_background(&r);
             }
         }
         self.finish_namespace(ns);
+    }
+
+    /// Deletes `r` in the background unless its deletion already began.
+    fn delete_in_background(&mut self, r: &ObjRef) {
+        let marked = self
+            .get_stored(r)
+            .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
+        if !marked {
+            self.delete_object(r, Propagation::Background);
+        }
     }
 
     /// Removes a terminating namespace once nothing is left in it.
@@ -277,12 +265,7 @@ impl State {
             return;
         };
         for inst in self.crd_instances(&crd) {
-            let marked = self
-                .get_stored(&inst)
-                .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
-            if !marked {
-                self.delete_object(&inst, Propagation::Background);
-            }
+            self.delete_in_background(&inst);
         }
         self.finish_crd(r);
     }
@@ -308,19 +291,17 @@ impl State {
         }
     }
 
-    fn delete_dependents(&mut self, uid: &str) {
-        let deps: Vec<ObjRef> = self
-            .dependents
+    /// The objects whose owner references name `uid`.
+    fn dependents_of(&self, uid: &str) -> Vec<ObjRef> {
+        self.dependents
             .get(uid)
             .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for d in deps {
-            let marked = self
-                .get_stored(&d)
-                .is_some_and(|o| !o["metadata"]["deletionTimestamp"].is_null());
-            if !marked {
-                self.delete_object(&d, Propagation::Background);
-            }
+            .unwrap_or_default()
+    }
+
+    fn delete_dependents(&mut self, uid: &str) {
+        for d in self.dependents_of(uid) {
+            self.delete_in_background(&d);
         }
     }
 
@@ -364,12 +345,7 @@ impl State {
     }
 
     fn orphan_dependents(&mut self, uid: &str) {
-        let deps: Vec<ObjRef> = self
-            .dependents
-            .get(uid)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        for d in deps {
+        for d in self.dependents_of(uid) {
             self.drop_owner_ref(&d, uid);
         }
     }

@@ -12,47 +12,48 @@ fn moved(from: &mut Map<String, Value>, to: &mut Map<String, Value>, src: &str, 
     }
 }
 
+/// The fields both APIs have, as (core `v1` name, `events.k8s.io/v1` name).
+const FIELDS: &[(&str, &str)] = &[
+    ("metadata", "metadata"),
+    ("eventTime", "eventTime"),
+    ("action", "action"),
+    ("reason", "reason"),
+    ("related", "related"),
+    ("type", "type"),
+    ("reportingInstance", "reportingInstance"),
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("source", "deprecatedSource"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("count", "deprecatedCount"),
+];
+
+/// A new Event of `api_version` with the fields of `from` that [`FIELDS`] maps; `to_v1` says
+/// which way.
+fn converted(from: &mut Map<String, Value>, api_version: &str, to_v1: bool) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("apiVersion".into(), json!(api_version));
+    out.insert("kind".into(), json!("Event"));
+    for (core, v1) in FIELDS {
+        let (src, dst) = if to_v1 { (core, v1) } else { (v1, core) };
+        moved(from, &mut out, src, dst);
+    }
+    out
+}
+
 /// A core `v1` Event as an `events.k8s.io/v1` Event.
 pub(crate) fn core_to_v1(obj: Value) -> Value {
     let Value::Object(mut core) = obj else {
         return obj;
     };
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), json!("events.k8s.io/v1"));
-    out.insert("kind".into(), json!("Event"));
-    for same in [
-        "metadata",
-        "eventTime",
-        "action",
-        "reason",
-        "related",
-        "type",
-        "reportingInstance",
-    ] {
-        moved(&mut core, &mut out, same, same);
-    }
-    moved(&mut core, &mut out, "involvedObject", "regarding");
-    moved(&mut core, &mut out, "message", "note");
+    let mut out = converted(&mut core, "events.k8s.io/v1", true);
     moved(
         &mut core,
         &mut out,
         "reportingComponent",
         "reportingController",
     );
-    moved(&mut core, &mut out, "source", "deprecatedSource");
-    moved(
-        &mut core,
-        &mut out,
-        "firstTimestamp",
-        "deprecatedFirstTimestamp",
-    );
-    moved(
-        &mut core,
-        &mut out,
-        "lastTimestamp",
-        "deprecatedLastTimestamp",
-    );
-    moved(&mut core, &mut out, "count", "deprecatedCount");
     if let Some(Value::Object(series)) = core.remove("series") {
         out.insert(
             "series".into(),
@@ -68,36 +69,7 @@ pub(crate) fn v1_to_core(obj: Value) -> Value {
     let Value::Object(mut v1) = obj else {
         return obj;
     };
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), json!("v1"));
-    out.insert("kind".into(), json!("Event"));
-    for same in [
-        "metadata",
-        "eventTime",
-        "action",
-        "reason",
-        "related",
-        "type",
-        "reportingInstance",
-    ] {
-        moved(&mut v1, &mut out, same, same);
-    }
-    moved(&mut v1, &mut out, "regarding", "involvedObject");
-    moved(&mut v1, &mut out, "note", "message");
-    moved(
-        &mut v1,
-        &mut out,
-        "deprecatedFirstTimestamp",
-        "firstTimestamp",
-    );
-    moved(
-        &mut v1,
-        &mut out,
-        "deprecatedLastTimestamp",
-        "lastTimestamp",
-    );
-    moved(&mut v1, &mut out, "deprecatedCount", "count");
-    moved(&mut v1, &mut out, "deprecatedSource", "source");
+    let mut out = converted(&mut v1, "v1", false);
     if let Some(controller) = v1.remove("reportingController").filter(|c| !c.is_null()) {
         if out.get("source").is_none_or(|s| s["component"].is_null()) {
             out.insert("source".into(), json!({"component": controller.clone()}));

@@ -94,7 +94,8 @@ pub(crate) fn hints_for(rt: &ResourceType) -> Box<dyn Hints + '_> {
     }
 }
 
-fn obj_ref(rt: &ResourceType, namespace: &str, name: &str) -> ObjRef {
+/// The reference of object `name` of type `rt`; cluster-scoped types ignore `namespace`.
+pub(super) fn obj_ref(rt: &ResourceType, namespace: &str, name: &str) -> ObjRef {
     ObjRef {
         key: rt.key(),
         namespace: if rt.namespaced {
@@ -251,18 +252,7 @@ impl Cluster {
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         let body_rv = meta::meta_str(&obj, "resourceVersion").to_string();
         if sub == Some(Subresource::Scale) {
-            let replicas = obj["spec"]["replicas"].as_i64().ok_or_else(|| {
-                ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    name,
-                    vec![cause(
-                        "FieldValueRequired",
-                        "spec.replicas",
-                        "Required value",
-                    )],
-                )
-            })?;
+            let replicas = scale_replicas(&obj, name)?;
             check_precondition(rt, &old, &body_rv)?;
             let new = with_replicas(rt, &old, replicas)?;
             let written = st.finish_write(rt, &r, old, new, sub, "Update", opts)?;
@@ -425,18 +415,7 @@ impl Cluster {
         }
         check_precondition(rt, &old, &patched_rv)?;
         if sub == Some(Subresource::Scale) {
-            let replicas = patched["spec"]["replicas"].as_i64().ok_or_else(|| {
-                ApiError::invalid(
-                    "autoscaling",
-                    "Scale",
-                    name,
-                    vec![cause(
-                        "FieldValueRequired",
-                        "spec.replicas",
-                        "Required value",
-                    )],
-                )
-            })?;
+            let replicas = scale_replicas(&patched, name)?;
             let new = with_replicas(rt, &old, replicas)?;
             let written = st.finish_write(rt, &r, old, new, sub, operation, opts)?;
             return Ok(Written {
@@ -647,6 +626,22 @@ fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
     })
 }
 
+/// `spec.replicas` of a `Scale` body, or the real server's 422 when it is missing.
+fn scale_replicas(scale: &Value, name: &str) -> ApiResult<i64> {
+    scale["spec"]["replicas"].as_i64().ok_or_else(|| {
+        ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![cause(
+                "FieldValueRequired",
+                "spec.replicas",
+                "Required value",
+            )],
+        )
+    })
+}
+
 fn with_replicas(rt: &ResourceType, old: &Value, replicas: i64) -> ApiResult<Value> {
     let Some(scale) = &rt.scale else {
         return Err(ApiError::no_route());
@@ -774,26 +769,15 @@ impl State {
         }
         self.defaults_on_update(rt, &old, &mut new);
         let mut warnings = vec![];
-        let mut new = if sub == Some(Subresource::Status) {
-            // Status writes are validated against the schema too (status is part of it).
-            validate(
-                rt,
-                new,
-                Some(&old),
-                &name,
-                opts.field_validation,
-                &mut warnings,
-            )?
-        } else {
-            validate(
-                rt,
-                new,
-                Some(&old),
-                &name,
-                opts.field_validation,
-                &mut warnings,
-            )?
-        };
+        // Status writes are validated against the schema too (status is part of it).
+        let mut new = validate(
+            rt,
+            new,
+            Some(&old),
+            &name,
+            opts.field_validation,
+            &mut warnings,
+        )?;
         if rt.has_generation && spec_part(rt, &old) != spec_part(rt, &new) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             new["metadata"]["generation"] = json!(g);

@@ -36,27 +36,15 @@ pub(super) fn serve(
         .is_some_and(|v| v == "true");
     if send_initial {
         if query.get("resourceVersionMatch").map(String::as_str) != Some("NotOlderThan") {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "ListOptions",
-                "",
-                vec![crate::error::cause(
-                    "FieldValueForbidden",
-                    "resourceVersionMatch",
-                    "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-                )],
+            return Err(list_option_forbidden(
+                "resourceVersionMatch",
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
             ));
         }
         if !bookmarks {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "ListOptions",
-                "",
-                vec![crate::error::cause(
-                    "FieldValueForbidden",
-                    "allowWatchBookmarks",
-                    "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
-                )],
+            return Err(list_option_forbidden(
+                "allowWatchBookmarks",
+                "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
             ));
         }
     }
@@ -214,4 +202,14 @@ impl WatchStream {
             "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": metadata}
         }))
     }
+}
+
+/// The 422 the real server answers for a forbidden combination of list options.
+fn list_option_forbidden(field: &str, message: &str) -> ApiError {
+    ApiError::invalid(
+        "meta.k8s.io",
+        "ListOptions",
+        "",
+        vec![crate::error::cause("FieldValueForbidden", field, message)],
+    )
 }

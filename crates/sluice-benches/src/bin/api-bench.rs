@@ -12,8 +12,6 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 use sluice_api::Config;
-use sluice_api::k8s::Kube;
-use sluice_api::server::ApiServer;
 
 #[derive(Parser)]
 #[command(about = "Measures the Sluice API on loopback")]
@@ -64,40 +62,49 @@ fn pipeline(name: &str) -> Value {
         "sinks": [{"name": "out", "nats": {"subject": "alerts.big"}}], "parallelism": 1}})
 }
 
+/// Counts a request sent at `started`: its latency when it answered `expected` (the body
+/// read), else an error.
+async fn record(
+    sent: reqwest::Result<reqwest::Response>,
+    expected: u16,
+    started: Instant,
+    lat: &mut Vec<Duration>,
+    errors: &mut usize,
+) {
+    match sent {
+        Ok(r) if r.status() == expected => {
+            let _ = r.bytes().await;
+            lat.push(started.elapsed());
+        }
+        _ => *errors += 1,
+    }
+}
+
+/// The latencies and error counts of every connection's task, together.
+async fn gathered(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (mut lat, mut errors) = (vec![], 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok((lat, errors))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
-    let kubernetes = sluice_benches::Kubernetes::start("api-bench").await?;
-    let client = kubernetes.client.clone();
-    let bench_store = sluice_benches::BenchStore::create(args.sqlite, &args.postgres).await?;
-    let store = bench_store.store.clone();
+    let (kubernetes, bench_store) =
+        sluice_benches::kubernetes_and_store("api-bench", args.sqlite, &args.postgres).await?;
+    let (client, store) = (kubernetes.client.clone(), bench_store.store.clone());
 
     let config = Config::default();
-    let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
-    let state = ApiServer::new(
-        config,
-        store.clone(),
-        Kube::new(client.clone()),
-        secret.as_bytes(),
-    )
-    .build()?;
-    let admin_token = sluice_api::bootstrap_token(&state)
-        .await?
-        .context("bootstrap token")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Serves until stopped, then writes the last ingest counts and closes the store.
-    let server = tokio::spawn(sluice_api::server::run(
-        state.clone(),
-        listener,
-        metrics_listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let api =
+        sluice_benches::RunningApi::start(config, store.clone(), client.clone(), None).await?;
+    let (base, admin_token) = (api.base.clone(), api.admin_token.clone());
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.connections.max(args.create_connections) * 2)
@@ -156,23 +163,13 @@ async fn main() -> anyhow::Result<()> {
             let (mut lat, mut errors) = (Vec::with_capacity(100_000), 0usize);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match http.get(url.as_str()).bearer_auth(&token).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed());
-                    }
-                    _ => errors += 1,
-                }
+                let sent = http.get(url.as_str()).bearer_auth(&token).send().await;
+                record(sent, 200, t, &mut lat, &mut errors).await;
             }
             (lat, errors)
         }));
     }
-    let (mut lat, mut errors) = (vec![], 0);
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
+    let (lat, errors) = gathered(tasks).await?;
     report(
         "GET /v1/tenants/{t}/pipelines/{p}",
         lat,
@@ -195,29 +192,18 @@ async fn main() -> anyhow::Result<()> {
                     break;
                 }
                 let t = Instant::now();
-                match http
+                let sent = http
                     .post(format!("{base}/v1/tenants/bench/pipelines"))
                     .bearer_auth(&token)
                     .json(&pipeline(&format!("p{}", i + 1)))
                     .send()
-                    .await
-                {
-                    Ok(r) if r.status() == 201 => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed());
-                    }
-                    _ => errors += 1,
-                }
+                    .await;
+                record(sent, 201, t, &mut lat, &mut errors).await;
             }
             (lat, errors)
         }));
     }
-    let (mut lat, mut errors) = (vec![], 0);
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
+    let (lat, errors) = gathered(tasks).await?;
     report(
         "POST /v1/tenants/{t}/pipelines",
         lat,
@@ -225,8 +211,7 @@ async fn main() -> anyhow::Result<()> {
         start.elapsed(),
     );
 
-    let _ = stop_tx.send(());
-    server.await??;
+    api.stop().await?;
     bench_store.drop_database().await?;
     kubernetes.shutdown().await;
     Ok(())

@@ -27,8 +27,6 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice_api::Config;
 use sluice_api::ingest::limiter::{RateLimiter, Rates};
-use sluice_api::k8s::Kube;
-use sluice_api::server::ApiServer;
 use sluice_core::{names, subjects};
 
 #[derive(Parser)]
@@ -254,10 +252,9 @@ fn bucket_micro(calls: u64) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
-    let kubernetes = sluice_benches::Kubernetes::start("ingest-bench").await?;
-    let client = kubernetes.client.clone();
-    let bench_store = sluice_benches::BenchStore::create(args.sqlite, &args.postgres).await?;
-    let store = bench_store.store.clone();
+    let (kubernetes, bench_store) =
+        sluice_benches::kubernetes_and_store("ingest-bench", args.sqlite, &args.postgres).await?;
+    let (client, store) = (kubernetes.client.clone(), bench_store.store.clone());
 
     let nats = async_nats::connect(args.nats_url.as_str())
         .await
@@ -268,31 +265,10 @@ async fn main() -> anyhow::Result<()> {
         ingest_max_body_bytes: 64 * 1024 * 1024,
         ..Config::default()
     };
-    let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
-    let state = ApiServer::new(
-        config,
-        store.clone(),
-        Kube::new(client.clone()),
-        secret.as_bytes(),
-    )
-    .jetstream(Some(js.clone()))
-    .build()?;
-    let admin_token = sluice_api::bootstrap_token(&state)
-        .await?
-        .context("bootstrap token")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Serves until stopped, then writes the last ingest counts and closes the store.
-    let server = tokio::spawn(sluice_api::server::run(
-        state.clone(),
-        listener,
-        metrics_listener,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let api =
+        sluice_benches::RunningApi::start(config, store.clone(), client.clone(), Some(js.clone()))
+            .await?;
+    let (base, admin_token) = (api.base.clone(), api.admin_token.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.producers * 2)
         .build()?;
@@ -428,8 +404,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\n| token bucket | calls | per request | per event | |\n|---|---|---|---|---|");
     bucket_micro(args.bucket_calls);
 
-    let _ = stop_tx.send(());
-    server.await??;
+    api.stop().await?;
     for name in broker_streams {
         let _ = js.delete_stream(&name).await;
     }
