@@ -2,7 +2,7 @@
 //! server's full resolver to store an account JWT (creating or updating the account) or to
 //! delete accounts (closing their connections and refusing new ones).
 
-use crate::claims::DeleteAccountsClaims;
+use crate::claims::{AccountNats, DeleteAccountsClaims};
 use crate::jwt::{self, JwtError};
 use nkeys::KeyPair;
 use serde::Deserialize;
@@ -61,7 +61,16 @@ pub enum AdminError {
         /// The answer's text.
         answer: String,
     },
-    /// The delete request could not be signed.
+    /// The account JWT is issued by another operator. nats-server 2.9 stores such a JWT
+    /// ("jwt updated") but lets none of its users in, so it is refused before it is sent.
+    #[error("the account JWT is issued by {issuer}, not by this broker's operator {operator}")]
+    ForeignIssuer {
+        /// `iss` of the account JWT.
+        issuer: String,
+        /// The operator's public key.
+        operator: String,
+    },
+    /// The account JWT could not be read, or the delete request could not be signed.
     #[error(transparent)]
     Jwt(#[from] JwtError),
 }
@@ -111,14 +120,24 @@ impl AccountAdmin {
     /// Creates the account of `account_jwt` (signed by the operator), or updates it (its
     /// limits) when it exists. Answers the server's message.
     pub async fn upsert_account(&self, account_jwt: &str) -> Result<String, AdminError> {
+        let claims = jwt::decode::<AccountNats>(account_jwt)?;
+        if claims.iss != self.operator.public_key() {
+            return Err(AdminError::ForeignIssuer {
+                issuer: claims.iss,
+                operator: self.operator.public_key(),
+            });
+        }
         self.request(CLAIMS_UPDATE, account_jwt.to_string()).await
     }
 
     /// Deletes `accounts` (public keys): their connections are closed and their users refused.
     /// Answers the server's message.
     pub async fn delete_accounts(&self, accounts: &[String]) -> Result<String, AdminError> {
-        let claims =
-            DeleteAccountsClaims::delete_accounts(&self.operator.public_key(), accounts, jwt::now());
+        let claims = DeleteAccountsClaims::delete_accounts(
+            &self.operator.public_key(),
+            accounts,
+            jwt::now(),
+        );
         let token = jwt::encode(claims, &self.operator)?;
         self.request(CLAIMS_DELETE, token).await
     }
@@ -160,9 +179,11 @@ mod tests {
 
     #[test]
     fn answers_are_read_into_messages_or_typed_refusals() {
-        let ok = br#"{"server":{"name":"x"},"data":{"code":200,"account":"A","message":"jwt updated"}}"#;
+        let ok =
+            br#"{"server":{"name":"x"},"data":{"code":200,"account":"A","message":"jwt updated"}}"#;
         assert_eq!(read_answer(CLAIMS_UPDATE, ok).unwrap(), "jwt updated");
-        let refused = br#"{"error":{"code":400,"account":"A","description":"jwt not signed by operator"}}"#;
+        let refused =
+            br#"{"error":{"code":400,"account":"A","description":"jwt not signed by operator"}}"#;
         match read_answer(CLAIMS_UPDATE, refused) {
             Err(AdminError::Refused {
                 code, description, ..

@@ -208,13 +208,7 @@ impl AccountClaims {
 
 impl UserClaims {
     /// The user `user` of `account` (which issues it), with `permissions`.
-    pub fn user(
-        account: &str,
-        user: &str,
-        name: &str,
-        permissions: Permissions,
-        iat: u64,
-    ) -> Self {
+    pub fn user(account: &str, user: &str, name: &str, permissions: Permissions, iat: u64) -> Self {
         Claims {
             jti: String::new(),
             iat,
@@ -309,7 +303,10 @@ mod tests {
         let v = serde_json::to_value(UserClaims::user("AC", "US", "r", p, 1)).unwrap();
         assert_eq!(field(&v, "nats.type"), "user");
         assert_eq!(field(&v, "nats.pub.allow"), &serde_json::json!(["a.b"]));
-        assert_eq!(field(&v, "nats.sub.allow"), &serde_json::json!(["_INBOX.>"]));
+        assert_eq!(
+            field(&v, "nats.sub.allow"),
+            &serde_json::json!(["_INBOX.>"])
+        );
         assert_eq!(field(&v, "nats.subs"), -1);
         assert_eq!(field(&v, "iss"), "AC");
     }

@@ -61,10 +61,7 @@ pub fn now() -> u64 {
 }
 
 /// The `jti` of claims: the base64url SHA-256 of their JSON with an empty `jti`.
-pub fn claims_id<N: Serialize>(claims: &Claims<N>) -> String
-where
-    N: Clone,
-{
+pub fn claims_id<N: Serialize + Clone>(claims: &Claims<N>) -> String {
     let mut unnamed = claims.clone();
     unnamed.jti.clear();
     let json = serde_json::to_vec(&unnamed).expect("claims serialize to JSON");

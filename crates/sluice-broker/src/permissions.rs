@@ -227,7 +227,9 @@ mod tests {
 
     #[test]
     fn routes_without_a_broker_sink_publish_only_dead_letters() {
-        let p = route(&config(r#"{"kind": "http", "url": "http://127.0.0.1:8080/hook"}"#));
+        let p = route(&config(
+            r#"{"kind": "http", "url": "http://127.0.0.1:8080/hook"}"#,
+        ));
         assert!(p.publish.permits("sluice.acme.orders.dead.orders"));
         assert_eq!(p.publish.allow.len(), consumer_api("s", "d").len() + 1);
     }
@@ -238,14 +240,20 @@ mod tests {
         assert!(p.publish.permits("sluice.acme.orders.events"));
         assert!(!p.publish.permits("sluice.acme.orders.dead.p"));
         assert!(!p.publish.permits("sluice.other.orders.events"));
-        assert!(!p.publish.permits("$JS.API.STREAM.DELETE.sluice_acme_orders"));
+        assert!(
+            !p.publish
+                .permits("$JS.API.STREAM.DELETE.sluice_acme_orders")
+        );
         assert!(!p.subscribe.permits("sluice.acme.orders.events"));
     }
 
     #[test]
     fn platform_identities() {
         let m = stream_manager();
-        assert!(m.publish.permits("$JS.API.STREAM.CREATE.sluice_acme_orders"));
+        assert!(
+            m.publish
+                .permits("$JS.API.STREAM.CREATE.sluice_acme_orders")
+        );
         assert!(!m.publish.permits("sluice.acme.orders.events"));
         let a = account_admin();
         assert!(a.publish.permits("$SYS.REQ.CLAIMS.UPDATE"));
