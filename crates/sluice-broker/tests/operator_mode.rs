@@ -74,6 +74,14 @@ fn route_config(url: &str, tenant: &str) -> RouteConfig {
     .unwrap()
 }
 
+fn assert_authorization_violation(err: &async_nats::ConnectError) {
+    assert_eq!(
+        err.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{err}"
+    );
+}
+
 fn is_permission_violation(e: &async_nats::Event) -> bool {
     matches!(e, async_nats::Event::ServerError(async_nats::ServerError::Other(m))
         if m.to_lowercase().contains("permissions violation"))
@@ -87,11 +95,7 @@ async fn anonymous_connections_are_refused() {
         .connect(&broker.url)
         .await
         .expect_err("an anonymous client is refused");
-    assert_eq!(
-        err.kind(),
-        async_nats::ConnectErrorKind::AuthorizationViolation,
-        "{err}"
-    );
+    assert_authorization_violation(&err);
 }
 
 #[tokio::test]
@@ -378,11 +382,7 @@ async fn deleting_an_account_revokes_its_credentials() {
     let err = connect(&broker.url, &creds)
         .await
         .expect_err("the deleted account's users are refused");
-    assert_eq!(
-        err.kind(),
-        async_nats::ConnectErrorKind::AuthorizationViolation,
-        "{err}"
-    );
+    assert_authorization_violation(&err);
 }
 
 /// The administrator sends only accounts its operator signed. nats-server 2.9 itself stores an
@@ -420,9 +420,43 @@ async fn accounts_not_signed_by_the_operator_give_no_access() {
     )
     .await
     .expect_err("a user of an account the operator did not sign is refused");
-    assert_eq!(
-        err.kind(),
-        async_nats::ConnectErrorKind::AuthorizationViolation,
-        "{err}"
+    assert_authorization_violation(&err);
+}
+
+/// The stream limit holds, and updating the account's JWT changes its limits in place.
+#[tokio::test]
+async fn updating_an_account_changes_its_limits() {
+    let broker = Broker::start();
+    let admin = broker.admin().await;
+    let limits = |streams| AccountLimits {
+        connections: Limit::Unlimited,
+        jetstream: Some(JetStreamLimits {
+            streams: Limit::AtMost(streams),
+            ..Default::default()
+        }),
+    };
+    let t = broker.tenant(&admin, "t", &limits(1)).await;
+    let manager = create_stream(&broker, &t, "first").await;
+    let second = || stream::Config {
+        name: subjects::jetstream_name("t", "second"),
+        subjects: vec![subjects::stream_subjects("t", "second")],
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let refused = js(&manager).create_stream(second()).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("maximum number of streams"),
+        "{refused}"
     );
+
+    let message = admin
+        .upsert_account(&broker.account_jwt(&t.account, "t", &limits(2)))
+        .await
+        .unwrap();
+    assert!(message.contains("jwt updated"), "{message}");
+    eventually("the new stream limit applies", || {
+        let js = js(&manager);
+        async move { js.create_stream(second()).await.is_ok() }
+    })
+    .await;
 }
