@@ -5,6 +5,7 @@
 use crate::limits::{AccountLimits, Limit};
 use crate::permissions::Permissions;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The JWT version these claims follow.
 pub const VERSION: u8 = 2;
@@ -112,11 +113,15 @@ impl From<&AccountLimits> for AccountLimitsClaim {
     }
 }
 
-/// An account's part: its limits.
+/// An account's part: its limits and its revoked users.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountNats {
     /// What the broker lets the account use.
     pub limits: AccountLimitsClaim,
+    /// Revoked users: user public key → Unix time (seconds). A user JWT of that key issued at
+    /// or before that time is refused, and its connections are closed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, u64>,
     /// Always [`ClaimType::Account`].
     #[serde(rename = "type")]
     pub kind: ClaimType,
@@ -199,10 +204,25 @@ impl AccountClaims {
             name: name.to_string(),
             nats: AccountNats {
                 limits: limits.into(),
+                revocations: BTreeMap::new(),
                 kind: ClaimType::Account,
                 version: VERSION,
             },
         }
+    }
+
+    /// The same account with the users `users` revoked: their JWTs issued at or before `at`
+    /// (Unix seconds) are refused from then on. Rotating a route's credentials mints a new
+    /// user and revokes the old one this way.
+    pub fn revoke_users<S: Into<String>>(
+        mut self,
+        users: impl IntoIterator<Item = S>,
+        at: u64,
+    ) -> Self {
+        for user in users {
+            self.nats.revocations.insert(user.into(), at);
+        }
+        self
     }
 }
 
@@ -288,6 +308,10 @@ mod tests {
         ] {
             assert_eq!(field(&v, &format!("nats.limits.{k}")), want, "{k}");
         }
+        assert!(field(&v, "nats").get("revocations").is_none());
+        let revoked = c.revoke_users(["U1"], 9);
+        let v = serde_json::to_value(&revoked).unwrap();
+        assert_eq!(field(&v, "nats.revocations.U1"), 9);
         let system = AccountClaims::account("OP", "AS", "SYS", &AccountLimits::system(), 7);
         assert_eq!(system.nats.limits.disk_storage, 0);
         assert_eq!(system.nats.limits.streams, 0);

@@ -460,3 +460,49 @@ async fn updating_an_account_changes_its_limits() {
     })
     .await;
 }
+
+/// Revoking a user in the account JWT closes its connection and refuses it, while the other
+/// users of the account go on: how a route's credentials are rotated.
+#[tokio::test]
+async fn a_revoked_user_is_refused_and_the_others_go_on() {
+    let broker = Broker::start();
+    let admin = broker.admin().await;
+    let t = broker.tenant(&admin, "t", &unlimited()).await;
+    let (old_user, old_creds) = t.user_with_key("old", permissions::ingest("t"));
+    let (old, mut events) = connect_watched(&broker.url, &old_creds).await;
+    let new = connect(&broker.url, &t.user("new", permissions::ingest("t")))
+        .await
+        .unwrap();
+
+    let claims = sluice_broker::AccountClaims::account(
+        &broker.operator.public_key(),
+        &t.public_key(),
+        "t",
+        &unlimited(),
+        sluice_broker::jwt::now(),
+    )
+    .revoke_users([old_user], sluice_broker::jwt::now());
+    let jwt = sluice_broker::jwt::encode(claims, &broker.operator).unwrap();
+    admin.upsert_account(&jwt).await.unwrap();
+
+    event_where(&mut events, |e| {
+        matches!(
+            e,
+            async_nats::Event::Disconnected | async_nats::Event::Closed
+        )
+    })
+    .await;
+    assert_ne!(
+        old.connection_state(),
+        async_nats::connection::State::Connected
+    );
+    let err = connect(&broker.url, &old_creds)
+        .await
+        .expect_err("the revoked user is refused");
+    assert_authorization_violation(&err);
+    new.flush().await.expect("the other users go on");
+    assert_eq!(
+        new.connection_state(),
+        async_nats::connection::State::Connected
+    );
+}

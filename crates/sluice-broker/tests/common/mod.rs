@@ -51,6 +51,11 @@ impl Tenant {
 
     /// The creds file text of a new user of this account with `permissions`.
     pub fn user(&self, name: &str, permissions: Permissions) -> String {
+        self.user_with_key(name, permissions).1
+    }
+
+    /// A new user of this account with `permissions`: its public key and its creds file text.
+    pub fn user_with_key(&self, name: &str, permissions: Permissions) -> (String, String) {
         let user = generate(Role::User);
         let claims = UserClaims::user(
             &self.account.public_key(),
@@ -59,7 +64,8 @@ impl Tenant {
             permissions,
             jwt::now(),
         );
-        creds_file(&jwt::encode(claims, &self.account).unwrap(), &seed(&user))
+        let jwt = jwt::encode(claims, &self.account).unwrap();
+        (user.public_key(), creds_file(&jwt, &seed(&user)))
     }
 }
 
