@@ -29,6 +29,20 @@ pub struct Claims<N> {
     pub nats: N,
 }
 
+impl<N> Claims<N> {
+    /// Claims issued by `iss` about `sub`; the `jti` is left for [`crate::jwt::encode`].
+    pub fn new(iss: &str, sub: &str, name: &str, iat: u64, nats: N) -> Self {
+        Claims {
+            jti: String::new(),
+            iat,
+            iss: iss.to_string(),
+            sub: sub.to_string(),
+            name: name.to_string(),
+            nats,
+        }
+    }
+}
+
 /// The `type` of a claim set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -172,18 +186,17 @@ pub type DeleteAccountsClaims = Claims<DeleteAccountsNats>;
 impl OperatorClaims {
     /// The operator `operator` naming `system_account` its system account.
     pub fn operator(operator: &str, name: &str, system_account: &str, iat: u64) -> Self {
-        Claims {
-            jti: String::new(),
+        Claims::new(
+            operator,
+            operator,
+            name,
             iat,
-            iss: operator.to_string(),
-            sub: operator.to_string(),
-            name: name.to_string(),
-            nats: OperatorNats {
+            OperatorNats {
                 system_account: system_account.to_string(),
                 kind: ClaimType::Operator,
                 version: VERSION,
             },
-        }
+        )
     }
 }
 
@@ -196,19 +209,18 @@ impl AccountClaims {
         limits: &AccountLimits,
         iat: u64,
     ) -> Self {
-        Claims {
-            jti: String::new(),
+        Claims::new(
+            operator,
+            account,
+            name,
             iat,
-            iss: operator.to_string(),
-            sub: account.to_string(),
-            name: name.to_string(),
-            nats: AccountNats {
+            AccountNats {
                 limits: limits.into(),
                 revocations: BTreeMap::new(),
                 kind: ClaimType::Account,
                 version: VERSION,
             },
-        }
+        )
     }
 
     /// The same account with the users `users` revoked: their JWTs issued at or before `at`
@@ -229,13 +241,12 @@ impl AccountClaims {
 impl UserClaims {
     /// The user `user` of `account` (which issues it), with `permissions`.
     pub fn user(account: &str, user: &str, name: &str, permissions: Permissions, iat: u64) -> Self {
-        Claims {
-            jti: String::new(),
+        Claims::new(
+            account,
+            user,
+            name,
             iat,
-            iss: account.to_string(),
-            sub: user.to_string(),
-            name: name.to_string(),
-            nats: UserNats {
+            UserNats {
                 permissions,
                 subs: Limit::Unlimited.claim_value(),
                 data: Limit::Unlimited.claim_value(),
@@ -243,25 +254,24 @@ impl UserClaims {
                 kind: ClaimType::User,
                 version: VERSION,
             },
-        }
+        )
     }
 }
 
 impl DeleteAccountsClaims {
     /// The request of `operator` to delete `accounts`.
     pub fn delete_accounts(operator: &str, accounts: &[String], iat: u64) -> Self {
-        Claims {
-            jti: String::new(),
+        Claims::new(
+            operator,
+            operator,
+            "",
             iat,
-            iss: operator.to_string(),
-            sub: operator.to_string(),
-            name: String::new(),
-            nats: DeleteAccountsNats {
+            DeleteAccountsNats {
                 accounts: accounts.to_vec(),
                 kind: ClaimType::Generic,
                 version: VERSION,
             },
-        }
+        )
     }
 }
 
