@@ -6,7 +6,9 @@ mod common;
 
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::stream;
-use common::{Broker, Tenant, connect, connect_watched, event_where, eventually, js, js_denied};
+use common::{
+    Broker, Server, Tenant, connect, connect_watched, event_where, eventually, js, js_denied,
+};
 use futures::StreamExt;
 use sluice_broker::AdminError;
 use sluice_broker::keys::{Role, generate};
@@ -505,4 +507,24 @@ async fn a_revoked_user_is_refused_and_the_others_go_on() {
         new.connection_state(),
         async_nats::connection::State::Connected
     );
+}
+
+/// The administrator's requests against a server that is not in operator mode get no answer,
+/// and say so.
+#[tokio::test]
+async fn a_server_without_operator_mode_is_named_in_the_error() {
+    let broker = Broker::start();
+    let plain = Server::start(|port, _| format!("host: \"127.0.0.1\"\nport: {port}\n"));
+    let admin = sluice_broker::AccountAdmin::connect(
+        &plain.url,
+        &broker.admin_creds,
+        broker.operator.clone(),
+    )
+    .await
+    .expect("a server without authentication lets anybody in");
+    let account = generate(Role::Account);
+    let jwt = broker.account_jwt(&account, "t", &unlimited());
+    let err = admin.upsert_account(&jwt).await.unwrap_err();
+    assert!(matches!(err, AdminError::NoAnswer { .. }), "{err:?}");
+    assert!(err.to_string().contains("operator mode"), "{err}");
 }

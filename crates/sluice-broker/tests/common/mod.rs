@@ -1,6 +1,6 @@
-//! A real nats-server in operator mode, started per test: the operator, the system account and
-//! its administrator are minted here, tenants' accounts are created through the administrator,
-//! and users get creds files like the operator will mint them.
+//! A real nats-server, started per test. In operator mode (a [`Broker`]) the operator, the
+//! system account and its administrator are minted here, tenants' accounts are created through
+//! the administrator, and users get creds files like the operator will mint them.
 
 #![allow(dead_code)]
 
@@ -14,7 +14,7 @@ use sluice_broker::server_config::ServerConfig;
 use sluice_broker::{AccountAdmin, creds::creds_file, jwt};
 use std::future::Future;
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -22,7 +22,16 @@ use tokio::sync::mpsc;
 /// How long a test waits for something that should happen within seconds.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
-/// A nats-server in operator mode, killed on drop.
+/// A nats-server process with its data in a temporary directory, killed on drop.
+pub struct Server {
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A nats-server in operator mode.
 pub struct Broker {
     /// `nats://127.0.0.1:<port>`.
     pub url: String,
@@ -30,9 +39,8 @@ pub struct Broker {
     pub operator: KeyPair,
     /// The creds file text of the system account's administrator.
     pub admin_creds: String,
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The process.
+    pub server: Server,
 }
 
 /// A tenant's account on the test broker.
@@ -82,16 +90,69 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Broker {
-    /// Starts nats-server (from PATH) in operator mode with a full resolver, on a free port,
-    /// with its data in a temporary directory; waits until it listens.
-    pub fn start() -> Broker {
+impl Server {
+    /// Starts nats-server (from PATH) on a free local port with the configuration `config`
+    /// writes for that port and a data directory; waits until it listens.
+    pub fn start(config: impl FnOnce(u16, &Path) -> String) -> Server {
         let binary = find_on_path("nats-server").expect(
             "these tests need the nats-server binary on PATH (2.9 or later): install the \
              nats-server package, or download it from \
              https://github.com/nats-io/nats-server/releases",
         );
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let config_path = dir.path().join("nats.conf");
+        std::fs::write(&config_path, config(port, dir.path())).unwrap();
+        let log = dir.path().join("nats.log");
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let mut server = Server {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+            log,
+            _dir: dir,
+        };
+        server.wait_listening(port);
+        server
+    }
+
+    fn wait_listening(&mut self, port: u16) {
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nats-server exited ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nats-server does not listen on {port} after 10 s:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the server wrote to stderr.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    /// Starts nats-server in operator mode with a full resolver: a new operator, a system
+    /// account and its administrator.
+    pub fn start() -> Broker {
         let operator = generate(Role::Operator);
         let system = generate(Role::Account);
         let admin = generate(Role::User);
@@ -128,56 +189,24 @@ impl Broker {
             &system,
         )
         .unwrap();
-        let port = free_port();
-        let config = ServerConfig {
-            host: "127.0.0.1".into(),
-            port,
-            operator_jwt,
-            system_account: system.public_key(),
-            system_account_jwt: system_jwt,
-            resolver_dir: dir.path().join("jwt"),
-            jetstream_store_dir: dir.path().join("js"),
-        };
-        let config_path = dir.path().join("nats.conf");
-        std::fs::write(&config_path, config.render()).unwrap();
-        let log = dir.path().join("nats.log");
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let mut broker = Broker {
-            url: format!("nats://127.0.0.1:{port}"),
+        let server = Server::start(|port, dir| {
+            ServerConfig {
+                host: "127.0.0.1".into(),
+                port,
+                operator_jwt,
+                system_account: system.public_key(),
+                system_account_jwt: system_jwt,
+                resolver_dir: dir.join("jwt"),
+                jetstream_store_dir: dir.join("js"),
+            }
+            .render()
+        });
+        Broker {
+            url: server.url.clone(),
             operator,
             admin_creds: creds_file(&admin_jwt, &seed(&admin)),
-            child,
-            log,
-            _dir: dir,
-        };
-        broker.wait_listening(port);
-        broker
-    }
-
-    fn wait_listening(&mut self, port: u16) {
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("nats-server exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "nats-server does not listen on {port} after 10 s:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+            server,
         }
-    }
-
-    /// What the server wrote to stderr.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The account administrator, connected.
@@ -211,13 +240,6 @@ impl Broker {
             name: name.to_string(),
             account,
         }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
