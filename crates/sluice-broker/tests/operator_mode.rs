@@ -84,6 +84,30 @@ fn assert_authorization_violation(err: &async_nats::ConnectError) {
     );
 }
 
+/// The connection of `client` (whose events are `events`) is closed, and `creds` are refused.
+async fn assert_shut_out(
+    broker: &Broker,
+    client: &async_nats::Client,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<async_nats::Event>,
+    creds: &str,
+) {
+    event_where(events, |e| {
+        matches!(
+            e,
+            async_nats::Event::Disconnected | async_nats::Event::Closed
+        )
+    })
+    .await;
+    assert_ne!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    );
+    let err = connect(&broker.url, creds)
+        .await
+        .expect_err("the credentials are refused");
+    assert_authorization_violation(&err);
+}
+
 fn is_permission_violation(e: &async_nats::Event) -> bool {
     matches!(e, async_nats::Event::ServerError(async_nats::ServerError::Other(m))
         if m.to_lowercase().contains("permissions violation"))
@@ -370,21 +394,7 @@ async fn deleting_an_account_revokes_its_credentials() {
         .expect("the account is deleted");
     assert!(message.contains("deleted 1 accounts"), "{message}");
 
-    event_where(&mut events, |e| {
-        matches!(
-            e,
-            async_nats::Event::Disconnected | async_nats::Event::Closed
-        )
-    })
-    .await;
-    assert_ne!(
-        client.connection_state(),
-        async_nats::connection::State::Connected
-    );
-    let err = connect(&broker.url, &creds)
-        .await
-        .expect_err("the deleted account's users are refused");
-    assert_authorization_violation(&err);
+    assert_shut_out(&broker, &client, &mut events, &creds).await;
 }
 
 /// The administrator sends only accounts its operator signed. nats-server 2.9 itself stores an
@@ -487,21 +497,7 @@ async fn a_revoked_user_is_refused_and_the_others_go_on() {
     let jwt = sluice_broker::jwt::encode(claims, &broker.operator).unwrap();
     admin.upsert_account(&jwt).await.unwrap();
 
-    event_where(&mut events, |e| {
-        matches!(
-            e,
-            async_nats::Event::Disconnected | async_nats::Event::Closed
-        )
-    })
-    .await;
-    assert_ne!(
-        old.connection_state(),
-        async_nats::connection::State::Connected
-    );
-    let err = connect(&broker.url, &old_creds)
-        .await
-        .expect_err("the revoked user is refused");
-    assert_authorization_violation(&err);
+    assert_shut_out(&broker, &old, &mut events, &old_creds).await;
     new.flush().await.expect("the other users go on");
     assert_eq!(
         new.connection_state(),
