@@ -524,3 +524,56 @@ async fn a_server_without_operator_mode_is_named_in_the_error() {
     assert!(matches!(err, AdminError::NoAnswer { .. }), "{err:?}");
     assert!(err.to_string().contains("operator mode"), "{err}");
 }
+
+/// A stream with a size (`max_bytes`) reserves that much of its account's storage when it is
+/// created: streams whose sizes add up past the account's storage are refused (error 10047),
+/// while a stream without a size shares what is left.
+#[tokio::test]
+async fn sized_streams_reserve_the_account_storage() {
+    let broker = Broker::start();
+    let admin = broker.admin().await;
+    let t = broker
+        .tenant(
+            &admin,
+            "t",
+            &AccountLimits {
+                connections: Limit::Unlimited,
+                jetstream: Some(JetStreamLimits {
+                    storage_bytes: Limit::AtMost(64 * 1024),
+                    ..Default::default()
+                }),
+            },
+        )
+        .await;
+    let manager = connect(
+        &broker.url,
+        &t.user("operator", permissions::stream_manager()),
+    )
+    .await
+    .unwrap();
+    let sized = |name: &str, max_bytes: i64| stream::Config {
+        name: subjects::jetstream_name("t", name),
+        subjects: vec![subjects::stream_subjects("t", name)],
+        max_bytes,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let too_big = js(&manager)
+        .create_stream(sized("big", 128 * 1024))
+        .await
+        .unwrap_err();
+    assert!(too_big.to_string().contains("10047"), "{too_big}");
+    js(&manager)
+        .create_stream(sized("half", 32 * 1024))
+        .await
+        .expect("half the account's storage");
+    let past = js(&manager)
+        .create_stream(sized("more", 48 * 1024))
+        .await
+        .unwrap_err();
+    assert!(past.to_string().contains("10047"), "{past}");
+    js(&manager)
+        .create_stream(sized("unsized", -1))
+        .await
+        .expect("a stream without a size");
+}
