@@ -91,7 +91,10 @@ pub struct Permissions {
 /// The JetStream API subjects a route's worker uses on its durable consumer `durable` of the
 /// JetStream stream `stream` (async-nats' subjects): stream info (to bind), consumer info (to
 /// bind and to read its lag), consumer create and update (a create names the consumer and its
-/// filter subject), pulls, and acknowledgements (`$JS.ACK.<stream>.<consumer>.…`).
+/// filter subject), pulls, and acknowledgements. Acknowledgement subjects come in the form
+/// nats-server 2.9 uses, `$JS.ACK.<stream>.<consumer>.…`, and in the longer form with a domain
+/// and an account hash, `$JS.ACK.<domain>.<hash>.<stream>.<consumer>.…`, which the worker also
+/// reads; the two never overlap, since the tokens after a short form's consumer are numbers.
 pub fn consumer_api(stream: &str, durable: &str) -> Vec<String> {
     vec![
         format!("$JS.API.STREAM.INFO.{stream}"),
@@ -100,6 +103,7 @@ pub fn consumer_api(stream: &str, durable: &str) -> Vec<String> {
         format!("$JS.API.CONSUMER.CREATE.{stream}.{durable}.>"),
         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
         format!("$JS.ACK.{stream}.{durable}.>"),
+        format!("$JS.ACK.*.*.{stream}.{durable}.>"),
     ]
 }
 
@@ -198,6 +202,7 @@ mod tests {
             "$JS.API.CONSUMER.CREATE.sluice_acme_orders.orders_alerts.sluice.acme.orders.events",
             "$JS.API.CONSUMER.MSG.NEXT.sluice_acme_orders.orders_alerts",
             "$JS.ACK.sluice_acme_orders.orders_alerts.1.2.3.1700000000000000000.0",
+            "$JS.ACK._.HASH.sluice_acme_orders.orders_alerts.1.2.3.1700000000000000000.0.tok",
             "sluice.acme.alerts.big",
             "sluice.acme.orders.dead.orders",
         ] {
@@ -214,6 +219,8 @@ mod tests {
             "$JS.API.CONSUMER.DELETE.sluice_acme_orders.orders_alerts",
             "$JS.API.CONSUMER.MSG.NEXT.sluice_acme_orders.other",
             "$JS.ACK.sluice_acme_orders.other.1.2.3.4.0",
+            "$JS.ACK._.HASH.sluice_acme_orders.other.1.2.3.4.0.tok",
+            "$JS.ACK._.HASH.sluice_other_orders.orders_alerts.1.2.3.4.0.tok",
             "sluice.acme.orders.events",
             "sluice.other.orders.events",
             "_INBOX.abc",
