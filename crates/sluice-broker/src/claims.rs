@@ -69,8 +69,8 @@ pub struct OperatorNats {
     pub version: u8,
 }
 
-/// An account's limits as the JWT holds them; `-1` is no limit. Every field is written: the
-/// server reads a missing one as 0, which for `conn` would refuse every connection.
+/// An account's limits as the JWT holds them; `-1` is no limit. Every field is written, so
+/// that nothing depends on how the server reads a missing one (0 means none for a limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountLimitsClaim {
     /// Subscriptions.
