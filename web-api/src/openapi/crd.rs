@@ -1,7 +1,7 @@
 //! The schemas of the custom resource types as the API reads them, which is stricter or looser
 //! than Kubernetes in places: the API refuses unknown fields, reads `null` as absent, applies
-//! the CRDs' CEL rules ([`cel`]), parses quantities ([`quantity`]) and checks some fields as
-//! names ([`sluice_crd::validate`]).
+//! the CRDs' CEL rules ([`cel`]) and list types, parses quantities ([`quantity`]) and checks
+//! some fields as names ([`sluice_crd::validate`]).
 
 use serde_json::{Map, Value};
 
@@ -11,6 +11,7 @@ use super::{cel, quantity};
 pub fn as_the_api_reads_them(schemas: &mut Map<String, Value>) {
     for schema in schemas.values_mut() {
         close_objects(schema);
+        unique_list_items(schema);
         cel::add_equivalents(schema);
     }
     quantity::declare(schemas);
@@ -64,6 +65,26 @@ fn nullable_optionals(schema: &mut Value) {
             Some(Value::Array(ts)) if !ts.iter().any(|t| t == "null") => ts.push("null".into()),
             _ => {}
         }
+    }
+}
+
+/// Gives the lists that Kubernetes keeps as sets or maps (`x-kubernetes-list-type`), which
+/// refuse duplicates, `uniqueItems`, at any depth. (For a map keyed by some of its items'
+/// fields, two items with the same keys and different other fields are refused too.)
+fn unique_list_items(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let keyed = map
+                .get("x-kubernetes-list-type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t == "set" || t == "map");
+            if keyed {
+                map.insert("uniqueItems".into(), Value::Bool(true));
+            }
+            map.values_mut().for_each(unique_list_items);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unique_list_items),
+        _ => {}
     }
 }
 

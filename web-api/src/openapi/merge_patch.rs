@@ -6,7 +6,8 @@
 //! removed; an optional field may be removed (`null`) or patched with a value that holds its
 //! required fields (it may be absent before the patch); an array is always replaced whole.
 //! Rules that depend on the current spec (a changed source stream, one of a projection's
-//! `fields` and `expression` merged into the other) are the server's to refuse (422).
+//! `fields` and `expression` merged into the other) are the server's to refuse (422). A map
+//! (`nodeSelector`) takes `null` for a key, which removes it.
 
 use serde_json::{Map, Value, json};
 
@@ -45,6 +46,15 @@ fn patch(schema: &Value, schemas: &Map<String, Value>, whole: bool) -> Value {
         let mut out = schema.as_object().cloned().unwrap_or_default();
         let branches = branches.iter().map(|b| patch(b, schemas, whole)).collect();
         out.insert("anyOf".into(), Value::Array(branches));
+        return Value::Object(out);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        // A map: a patch sets some of its keys and removes others (`null`).
+        let mut out = schema.as_object().cloned().unwrap_or_default();
+        out.insert(
+            "additionalProperties".into(),
+            json!({"anyOf": [values, {"type": "null"}]}),
+        );
         return Value::Object(out);
     }
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
@@ -110,6 +120,11 @@ mod tests {
         );
         assert_eq!(
             patch["properties"]["dead"]["anyOf"][1],
+            json!({"type": "null"})
+        );
+        let map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+        assert_eq!(
+            patch_of(&map, schemas)["additionalProperties"]["anyOf"][1],
             json!({"type": "null"})
         );
     }
