@@ -17,19 +17,14 @@ use crate::problem::ApiError;
 /// Longest name of a path parameter other than `tenant`.
 pub const MAX_NAME: usize = 63;
 
-/// Longest value of the path parameter `param`: [`MAX_TENANT_NAME`] for `tenant`,
-/// [`MAX_NAME`] for the others.
-pub fn max_len(param: &str) -> usize {
-    if param == "tenant" {
+/// Why the value of the path parameter `param` is not acceptable, if it is not.
+pub fn check_param(param: &str, value: &str) -> Result<(), ApiError> {
+    let max = if param == "tenant" {
         MAX_TENANT_NAME
     } else {
         MAX_NAME
-    }
-}
-
-/// Why the value of the path parameter `param` is not acceptable, if it is not.
-pub fn check_param(param: &str, value: &str) -> Result<(), ApiError> {
-    match sluice_core::names::check_name(value, max_len(param)) {
+    };
+    match sluice_core::names::check_name(value, max) {
         Some(message) => Err(ApiError::invalid_name(param, message)),
         None => Ok(()),
     }

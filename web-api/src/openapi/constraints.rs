@@ -1,8 +1,9 @@
 //! The constraints the server enforces on parameters, declared in the document from the same
 //! constants the server checks them with, so that the two cannot drift:
 //!
-//! - every path parameter is a DNS-1123 label of at most [`path::max_len`] characters
-//!   ([`path::check_param`]), and a platform token's id is a UUID;
+//! - every path parameter is a DNS-1123 label ([`path::check_param`]): `tenant` of at most
+//!   [`sluice_core::names::MAX_TENANT_NAME`] characters, the others [`path::MAX_NAME`]; a
+//!   platform token's id is a UUID;
 //! - `limit` is 1 to [`pagination::MAX_LIMIT`] (default [`pagination::DEFAULT_LIMIT`]), and
 //!   `cursor` is non-empty URL-safe base64 ([`pagination::CURSOR_PATTERN`]);
 //! - `Idempotency-Key` is 1 to [`idempotency::MAX_KEY_LEN`] visible ASCII characters;
@@ -97,7 +98,8 @@ fn schema_of(route: &str, location: &ParameterIn, name: &str) -> Option<Schema> 
                 .pattern(Some(PLATFORM_TOKEN_ID_PATTERN))
                 .into(),
         ),
-        (ParameterIn::Path, _) => Some(name_schema(path::max_len(name))),
+        (ParameterIn::Path, "tenant") => Some(name_schema(sluice_core::names::MAX_TENANT_NAME)),
+        (ParameterIn::Path, _) => Some(name_schema(path::MAX_NAME)),
         (ParameterIn::Query, "limit") => Some(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
