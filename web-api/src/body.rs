@@ -95,7 +95,7 @@ pub fn from_value<T: DeserializeOwned + JsonSchema + 'static>(value: Value) -> R
             .join("; ");
         return Err(ApiError::InvalidBody { detail, errors });
     }
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(integral_numbers(value)).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." || path.is_empty() {
             "(body)".to_string()
@@ -108,6 +108,32 @@ pub fn from_value<T: DeserializeOwned + JsonSchema + 'static>(value: Value) -> R
             errors: vec![FieldProblem::new(field, message)],
         }
     })
+}
+
+/// `value` with every number that has no fractional part (`3.0`, `1e3`) written as an integer:
+/// JSON does not tell `3.0` from `3`, and a schema's `integer` allows both, but Rust's integer
+/// fields only read the second.
+fn integral_numbers(value: Value) -> Value {
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            // Below 2^53, where every integer is exactly a float.
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                if f < 0.0 {
+                    Value::from(f as i64)
+                } else {
+                    Value::from(f as u64)
+                }
+            }
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(integral_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, integral_numbers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 impl<T> FromRequest<AppState> for Json<T>
@@ -264,6 +290,13 @@ fn unknown_fields(
                 }
             }
         }
+        // serde reads a struct from an array of its field values too: refuse that here.
+        Value::Array(_) if s.items.is_empty() && !s.open && !s.properties.is_empty() => {
+            out.push(FieldProblem::new(
+                if path.is_empty() { "(body)" } else { path },
+                "invalid type: array, expected an object",
+            ));
+        }
         Value::Array(items) => {
             if let Some(item_schema) = s.items.first() {
                 for (i, v) in items.iter().enumerate() {
@@ -306,6 +339,26 @@ mod tests {
         };
         assert_eq!(errors[0].field, "parallelism");
         assert!(errors[0].message.contains("invalid type"), "{errors:?}");
+    }
+
+    #[test]
+    fn arrays_are_not_objects() {
+        let body = json!({"quota": [null, null]});
+        let ApiError::InvalidBody { errors, .. } =
+            from_value::<sluice_crd::TenantSpec>(body).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(errors[0].field, "quota");
+    }
+
+    #[test]
+    fn integral_floats_read_as_integers() {
+        let body = json!({"source": {"stream": "orders"}, "sinks": [], "parallelism": 3.0});
+        assert_eq!(from_value::<PipelineSpec>(body).unwrap().parallelism, 3);
+        let fractional = json!({"source": {"stream": "orders"}, "sinks": [], "parallelism": 2.5});
+        assert!(from_value::<PipelineSpec>(fractional).is_err());
+        assert_eq!(integral_numbers(json!([-2.0, 1.5])), json!([-2, 1.5]));
     }
 
     #[test]

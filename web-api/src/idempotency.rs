@@ -16,6 +16,17 @@ use crate::store::Idempotency;
 pub const HEADER: &str = "idempotency-key";
 /// Response header set on replayed answers.
 pub const REPLAYED: &str = "idempotent-replayed";
+/// Longest key, in characters.
+pub const MAX_KEY_LEN: usize = 255;
+/// What a key is made of: visible ASCII characters (`!` to `~`), as a regular expression.
+/// [`is_valid_key`] is the same rule in code.
+pub const KEY_PATTERN: &str = "^[!-~]+$";
+
+/// Whether `key` is an acceptable `Idempotency-Key`: 1 to [`MAX_KEY_LEN`] visible ASCII
+/// characters.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// What a create handler produced: status, body to send, and body to store for replays
 /// (differs when the answer holds a secret that must never be stored).
@@ -32,16 +43,12 @@ fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(HEADER) else {
         return Ok(None);
     };
-    let v = v
-        .to_str()
-        .ok()
-        .filter(|s| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            ApiError::bad_param(
-                "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
-            )
-        })?;
+    let v = v.to_str().ok().filter(|s| is_valid_key(s)).ok_or_else(|| {
+        ApiError::bad_param(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        )
+    })?;
     Ok(Some(v.to_string()))
 }
 

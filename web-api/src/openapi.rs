@@ -6,6 +6,12 @@
 //! The committed copy is `web-api/openapi.json`; regenerate it with
 //! `cargo run -p sluice-api -- openapi > web-api/openapi.json`.
 
+mod cel;
+mod constraints;
+mod crd;
+mod merge_patch;
+mod quantity;
+
 use std::sync::OnceLock;
 
 use schemars::generate::SchemaSettings;
@@ -94,8 +100,13 @@ pub fn tenant_quota_ref() -> RefOr<Schema> {
 
 /// The schemas of the custom resource types, as OpenAPI components.
 fn crd_schemas() -> serde_json::Map<String, Value> {
-    let mut settings = SchemaSettings::openapi3();
-    settings.definitions_path = "/components/schemas".into();
+    // The document is OpenAPI 3.1, whose schemas are JSON Schema 2020-12: an optional field is
+    // `"type": ["string", "null"]` (OpenAPI 3.0's `nullable` means nothing there), as the API
+    // accepts `null` for it.
+    let settings = SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+    });
     let mut generator = settings.into_generator();
     // Types the generator inlines (the CRD's top-level types) are named here; the others
     // become definitions on their own.
@@ -136,14 +147,43 @@ fn crd_schemas() -> serde_json::Map<String, Value> {
             out.insert(name.to_string(), value);
         }
     }
+    crd::as_the_api_reads_them(&mut out);
     out
+}
+
+/// Gives the body of each `PATCH` route the schema of its merge patches, as a component.
+fn declare_merge_patches(doc: &mut Value) {
+    for (route, name, target) in merge_patch::targets() {
+        let Some(schemas) = doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        else {
+            return;
+        };
+        let patch = merge_patch::patch_of(&target, schemas);
+        if let Some(schemas) = doc
+            .pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut)
+        {
+            schemas.insert(name.into(), patch);
+            schemas.sort_keys();
+        }
+        let pointer = format!(
+            "/paths/{}/patch/requestBody/content/application~1merge-patch+json/schema",
+            route.replace('~', "~0").replace('/', "~1")
+        );
+        if let Some(slot) = doc.pointer_mut(&pointer) {
+            *slot = serde_json::json!({ "$ref": format!("#/components/schemas/{name}") });
+        }
+    }
 }
 
 /// The OpenAPI document (built once).
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let (_, api) = crate::routes::router().split_for_parts();
+        let (_, mut api) = crate::routes::router().split_for_parts();
+        constraints::Constraints.modify(&mut api);
         let mut doc = serde_json::to_value(&api).unwrap_or(Value::Null);
         if let Some(schemas) = doc
             .pointer_mut("/components/schemas")
@@ -154,6 +194,7 @@ pub fn document() -> &'static Value {
             }
             schemas.sort_keys();
         }
+        declare_merge_patches(&mut doc);
         if let Some(info) = doc.get_mut("info").and_then(Value::as_object_mut) {
             info.insert("version".into(), Value::String("v1".into()));
         }

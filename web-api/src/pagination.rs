@@ -16,6 +16,11 @@ use crate::problem::ApiError;
 pub const DEFAULT_LIMIT: u32 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 500;
+/// What [`decode_cursor`] can decode, as a regular expression: unpadded URL-safe base64 whose
+/// unused trailing bits are zero, at least 2 characters long (one byte). (A cursor is only meaningful as a `nextCursor` of the same
+/// list; others are refused too.)
+pub const CURSOR_PATTERN: &str =
+    "^([A-Za-z0-9_-]{4})*([A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$";
 
 /// Query string parameters, refused with a 400 problem naming the parameter when malformed.
 #[derive(Debug, Clone)]
@@ -82,11 +87,11 @@ pub fn page_of<R, V>(
     (items, next_cursor)
 }
 
-/// Decodes a cursor made by [`encode_cursor`].
+/// Decodes a cursor made by [`encode_cursor`]. An empty cursor is refused: no page has one.
 pub fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
+    Some(cursor)
+        .filter(|c| !c.is_empty())
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| ApiError::bad_param("cursor", "is not a cursor returned by this API"))
 }
@@ -116,6 +121,7 @@ mod tests {
     fn cursors_round_trip_and_bad_ones_are_refused() {
         assert_eq!(decode_cursor(&encode_cursor("orders")).unwrap(), "orders");
         assert!(decode_cursor("***").is_err());
+        assert!(decode_cursor("").is_err());
         let p = PageParams {
             limit: Some(0),
             cursor: None,

@@ -22,14 +22,14 @@ use crate::problem::{ApiError, Problem};
 use crate::store::TokenRow;
 use crate::{AppState, audit, format_ms};
 
-/// Longest description of a platform token, in bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 256;
+/// Longest description of a platform token, in characters.
+pub const MAX_DESCRIPTION: usize = 256;
 
 /// Body of `POST /v1/platform/tokens`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePlatformToken {
-    /// What the token is for (at most 256 bytes).
+    /// What the token is for (at most 256 characters).
     pub description: String,
     /// Lifetime in seconds; the server's default when absent, at most its maximum, and never
     /// beyond the expiry of the token that creates it.
@@ -134,10 +134,10 @@ pub async fn create_platform_token(
         if req.description.trim().is_empty() {
             return Err(ApiError::field("description", "must not be empty"));
         }
-        if req.description.len() > MAX_DESCRIPTION_BYTES {
+        if req.description.chars().count() > MAX_DESCRIPTION {
             return Err(ApiError::field(
                 "description",
-                format!("must be at most {MAX_DESCRIPTION_BYTES} bytes"),
+                format!("must be at most {MAX_DESCRIPTION} characters"),
             ));
         }
         let now = chrono::Utc::now().timestamp_millis();
