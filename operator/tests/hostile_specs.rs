@@ -163,6 +163,15 @@ fn an_expression_built_to_overflow_the_parser_is_an_invalid_spec() {
         })
         .await;
         assert!(config_maps.get_opt("nested-a").await.unwrap().is_none());
+        // A name a route's Service cannot carry (a digit first) is refused before anything is
+        // applied: a real API server would refuse the Service `1abc-a`.
+        apply(&sim, &pipeline_yaml("1abc", "event.amount > 1"));
+        eventually("1abc refused", || async {
+            pipeline_condition(&c, "1abc", "Accepted").await
+                == Some(("False".into(), "InvalidSpec".into()))
+        })
+        .await;
+        assert!(config_maps.get_opt("1abc-a").await.unwrap().is_none());
         op.assert_running();
         op.stop().await;
     });

@@ -587,6 +587,18 @@ async fn bad_input_is_refused_and_nothing_is_written() {
         .await;
     a.problem(422, "validation-failed");
     assert_eq!(field_of(&a), "name");
+    // A digit first is a DNS-1123 label, but the routes' Services could not carry it.
+    let a = app
+        .call("POST", path, Some(&dev), Some(pipeline("1abc", 1)))
+        .await;
+    a.problem(422, "validation-failed");
+    assert_eq!(field_of(&a), "name");
+    assert!(
+        a.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start with a letter")
+    );
     let mut bad_cel = pipeline("x", 1);
     bad_cel["spec"]["filter"] = json!("event.amount >");
     let a = app.call("POST", path, Some(&dev), Some(bad_cel)).await;

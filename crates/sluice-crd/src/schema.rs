@@ -7,6 +7,10 @@ use schemars::{Schema, SchemaGenerator, json_schema};
 /// Length (at most 63) is checked separately.
 pub const DNS1123_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
+/// A DNS-1035 label: a DNS-1123 label that starts with a letter. Pipeline names follow it,
+/// since their routes' Services are named after them (see `validate::pipeline_name`).
+pub const DNS1035_LABEL_PATTERN: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
 /// A duration: one or more `<integer><unit>` terms with unit `ms`, `s`, `m`, `h` or `d`,
 /// e.g. `500ms`, `30s`, `24h`, `7d`, `1h30m`.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";

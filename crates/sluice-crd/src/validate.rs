@@ -51,6 +51,14 @@ pub fn pipeline_name(name: &str) -> Option<FieldError> {
     })
 }
 
+/// Problems of a pipeline named `name`: its name ([`pipeline_name`]), then its spec.
+pub fn named_pipeline(name: &str, spec: &PipelineSpec) -> Vec<FieldError> {
+    pipeline_name(name)
+        .into_iter()
+        .chain(pipeline(spec))
+        .collect()
+}
+
 /// Problems of a pipeline spec.
 pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
     let mut e = Errors(vec![]);

@@ -80,11 +80,11 @@ impl ByNamespace {
         }
     }
 
-    /// Whether the spec of `p` is valid (`sluice_crd::validate::pipeline` finds nothing),
+    /// Whether `p` is valid (`sluice_crd::validate::named_pipeline` finds nothing),
     /// remembered per uid and generation.
     pub fn valid(&self, p: &Pipeline) -> bool {
         let Some(uid) = p.metadata.uid.as_deref() else {
-            return sluice_crd::validate::pipeline(&p.spec).is_empty();
+            return sluice_crd::validate::named_pipeline(&p.name_any(), &p.spec).is_empty();
         };
         let generation = p.metadata.generation;
         {
@@ -95,7 +95,7 @@ impl ByNamespace {
                 return *valid;
             }
         }
-        let valid = sluice_crd::validate::pipeline(&p.spec).is_empty();
+        let valid = sluice_crd::validate::named_pipeline(&p.name_any(), &p.spec).is_empty();
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.validity.insert(uid.to_string(), (generation, valid));
         valid

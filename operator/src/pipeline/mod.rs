@@ -117,7 +117,7 @@ async fn validate_and_admit(
     ctx: &Context,
 ) -> Result<Verdict, Error> {
     ctx.pipelines_by_namespace.wait_until_ready().await;
-    let errors = sluice_crd::validate::pipeline(&p.spec);
+    let errors = sluice_crd::validate::named_pipeline(&p.name_any(), &p.spec);
     Ok(match &owner.tenant {
         None => Verdict::NoTenant(owner.refusal.clone().unwrap_or_else(|| {
             format!(

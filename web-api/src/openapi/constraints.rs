@@ -136,11 +136,16 @@ fn schema_of(route: &str, location: &ParameterIn, name: &str) -> Option<Schema> 
 
 /// A DNS-1123 label of at most `max` characters.
 fn name_schema(max: usize) -> Schema {
+    label_schema(max, sluice_crd::schema::DNS1123_LABEL_PATTERN)
+}
+
+/// A label of at most `max` characters matching `pattern`.
+fn label_schema(max: usize, pattern: &str) -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(max))
-        .pattern(Some(sluice_crd::schema::DNS1123_LABEL_PATTERN))
+        .pattern(Some(pattern))
         .into()
 }
 
@@ -170,7 +175,11 @@ fn body_fields() -> Vec<(&'static str, &'static str, Schema)> {
             name_schema(sluice_core::names::MAX_TENANT_NAME),
         ),
         ("CreateStream", "name", name_schema(path::MAX_NAME)),
-        ("CreatePipeline", "name", name_schema(path::MAX_NAME)),
+        (
+            "CreatePipeline",
+            "name",
+            label_schema(path::MAX_NAME, sluice_crd::schema::DNS1035_LABEL_PATTERN),
+        ),
         ("CreateToken", "name", name_schema(path::MAX_NAME)),
         (
             "CreateToken",

@@ -145,6 +145,13 @@ impl Resource for Pipeline {
         validate_spec(spec)
     }
 
+    fn check_new_name(name: &str) -> Result<(), ApiError> {
+        match validate::pipeline_name(name) {
+            Some(e) => Err(ApiError::field("name", e.message)),
+            None => Ok(()),
+        }
+    }
+
     fn check_immutable(current: &PipelineSpec, new: &PipelineSpec) -> Result<(), ApiError> {
         if new.source.stream != current.source.stream {
             return Err(ApiError::field(

@@ -42,6 +42,12 @@ pub trait Resource:
     /// Checks a spec (422 `validation-failed` naming each field).
     fn validate(spec: &Self::Spec) -> Result<(), ApiError>;
 
+    /// Checks the name of a new object beyond the DNS-1123 label every name is (422 naming
+    /// `name`).
+    fn check_new_name(_name: &str) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Refuses a change of a field that cannot change (422 naming it).
     fn check_immutable(current: &Self::Spec, new: &Self::Spec) -> Result<(), ApiError>;
 
@@ -146,6 +152,7 @@ pub async fn create<K: Resource>(
     let fingerprint = serde_json::to_vec(&json!([action, request])).unwrap_or_default();
     let result = idempotency::run(state, &access.tenant.id, headers, &fingerprint, || async {
         check_name("name", name, 63)?;
+        K::check_new_name(name)?;
         K::validate(spec)?;
         let t = ready_tenant(state, tenant).await?;
         let lock = lock(state, &access.tenant).await?;
