@@ -24,7 +24,7 @@ pub mod quota;
 pub mod routes;
 pub mod server;
 pub mod store;
-pub mod tenant_id;
+pub mod tenant_name;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -35,7 +35,7 @@ pub use config::{
     DEFAULT_INGEST_MAX_REJECTIONS, DEFAULT_INGEST_PERMIT_TIMEOUT_MILLIS,
     DEFAULT_INGEST_TIMEOUT_SECS, DEFAULT_RESERVED_TENANT_NAMES, INGEST_MAX_ACK_INFLIGHT,
 };
-pub use tenant_id::TenantId;
+pub use tenant_name::TenantName;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -67,7 +67,7 @@ pub struct AppState {
     pub auth_store: Store,
     /// Readiness bookkeeping of `/readyz`.
     pub readiness: Arc<routes::health::Readiness>,
-    tenants: Arc<RwLock<HashMap<TenantId, (TenantRow, Instant)>>>,
+    tenants: Arc<RwLock<HashMap<TenantName, (TenantRow, Instant)>>>,
     gates: Arc<quota::Gates>,
 }
 
@@ -151,7 +151,7 @@ impl AppState {
     /// A tenant's registry row, cached for [`Config::token_cache_ttl`].
     pub async fn tenant_row(
         &self,
-        name: &TenantId,
+        name: &TenantName,
     ) -> Result<Option<TenantRow>, problem::ApiError> {
         {
             let cache = self.tenants.read().unwrap_or_else(|e| e.into_inner());

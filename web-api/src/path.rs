@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Path, RawPathParams};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::TenantId;
+use crate::TenantName;
 use crate::problem::ApiError;
 
 /// Longest name of a path parameter other than `tenant`.
@@ -20,7 +20,7 @@ pub const MAX_NAME: usize = 63;
 /// Why the value of the path parameter `param` is not acceptable, if it is not.
 pub fn check_param(param: &str, value: &str) -> Result<(), ApiError> {
     if param == "tenant" {
-        return TenantId::parse(value)
+        return TenantName::parse(value)
             .map(|_| ())
             .map_err(|e| ApiError::invalid_name(param, e.0));
     }

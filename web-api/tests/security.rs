@@ -464,7 +464,7 @@ async fn a_held_quota_lock_answers_busy_and_the_deadline_answers_503() {
     };
     let app = TestApp::start_with(Db::Postgres, None, config).await;
     pipelines_tenant(&app, "acme").await;
-    let acme = sluice_api::TenantId::parse("acme").unwrap();
+    let acme = sluice_api::TenantName::parse("acme").unwrap();
     let id = app.state.tenant_row(&acme).await.unwrap().unwrap().id;
     let held = app.state.lock_tenant(&id).await.unwrap();
     let started = Instant::now();

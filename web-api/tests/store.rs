@@ -65,9 +65,19 @@ async fn registry(store: Store) {
         .map(|t| t.name)
         .collect();
     assert_eq!(rest, ["gamma"]);
-    let acme = store.tenant_by_name("acme").await.unwrap().unwrap();
+    let acme = store
+        .tenant_by_name(&sluice_api::TenantName::parse("acme").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(store.delete_tenant(&acme.id).await.unwrap());
-    assert_eq!(store.tenant_by_name("acme").await.unwrap(), None);
+    assert_eq!(
+        store
+            .tenant_by_name(&sluice_api::TenantName::parse("acme").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     // Migrations are idempotent.
     store.migrate().await.unwrap();
 }

@@ -525,7 +525,7 @@ async fn ingest(db: Db) {
     let tenant_id = app
         .db
         .store
-        .tenant_by_name(&tenant)
+        .tenant_by_name(&sluice_api::TenantName::parse(&tenant).unwrap())
         .await
         .unwrap()
         .unwrap()

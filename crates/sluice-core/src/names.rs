@@ -22,12 +22,11 @@ pub const MAX_TENANT_NAME: usize = 63 - NAMESPACE_PREFIX.len();
 /// Whether `s` is a DNS-1123 label: lowercase alphanumerics and '-', starting and ending
 /// alphanumeric, at most 63 characters.
 pub fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.len() <= 63
+        && s.starts_with(alphanumeric)
+        && s.ends_with(alphanumeric)
+        && s.chars().all(|c| alphanumeric(c) || c == '-')
 }
 
 /// Why a name is refused, or `None` when it is a valid DNS-1123 label of at most `max` bytes.

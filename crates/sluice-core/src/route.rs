@@ -73,14 +73,17 @@ fn default_metrics_port() -> u16 {
     WORKER_METRICS_PORT
 }
 
-/// Where a new consumer starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Where a new pipeline starts reading its stream. The Pipeline resource (`sluice-crd`) and
+/// the route configuration share this type, so its docs are the field's `kubectl explain`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum StartFrom {
-    /// Events published after the consumer is created.
+    /// Only events arriving after the pipeline starts.
     #[default]
     New,
-    /// Every event the stream retains.
+    /// Every event the stream still retains.
     All,
     /// Events from `startTime` on.
     Time,

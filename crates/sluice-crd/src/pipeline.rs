@@ -139,18 +139,8 @@ pub struct PipelineSource {
     pub start_time: Option<Time>,
 }
 
-/// Where a new pipeline starts reading its stream.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub enum StartFrom {
-    /// Only events arriving after the pipeline starts.
-    #[default]
-    New,
-    /// Every event the stream still retains.
-    All,
-    /// Events from `startTime` on.
-    Time,
-}
+/// Where a new pipeline starts reading its stream (shared with the route configuration).
+pub use sluice_core::route::StartFrom;
 
 /// Reshapes each event: either a list of fields, or a CEL expression building a map.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

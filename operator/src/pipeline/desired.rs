@@ -132,11 +132,7 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         let path = sink.file.as_ref().and_then(|f| f.path.clone());
         route::Sink::File { path }
     };
-    let start_from = match spec.source.start_from {
-        sluice_crd::StartFrom::New => route::StartFrom::New,
-        sluice_crd::StartFrom::All => route::StartFrom::All,
-        sluice_crd::StartFrom::Time => route::StartFrom::Time,
-    };
+    let start_from = spec.source.start_from;
     let projection = spec
         .projection
         .as_ref()

@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 
 use crate::problem::ApiError;
 use crate::store::TenantRow;
-use crate::{AppState, TenantId};
+use crate::{AppState, TenantName};
 
 /// What a principal may do.
 #[derive(
@@ -284,7 +284,7 @@ impl<P: Permission> FromRequestParts<AppState> for TenantAccess<P> {
             .find(|(k, _)| k == "tenant")
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| ApiError::Internal("route has no {tenant} parameter".into()))?;
-        let name = TenantId::parse(raw).map_err(|_| tenant_not_found(raw))?;
+        let name = TenantName::parse(raw).map_err(|_| tenant_not_found(raw))?;
         let Some(role) = caller.principal.role_in(&name) else {
             return Err(tenant_not_found(&name));
         };

@@ -23,6 +23,7 @@ use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::quota::{check_change, usage_of};
+use crate::routes::resource::ObjectInfo;
 use crate::routes::resource::{self, Resource, Site, lock, not_found, ready_tenant};
 use crate::store::TenantLock;
 
@@ -54,10 +55,9 @@ pub struct ReplacePipeline {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineView {
-    /// Name.
-    pub name: String,
-    /// Tenant.
-    pub tenant: String,
+    /// Name, tenant and the object's metadata.
+    #[serde(flatten)]
+    pub object: ObjectInfo,
     /// Desired state.
     #[schema(schema_with = crate::openapi::pipeline_spec_ref)]
     pub spec: PipelineSpec,
@@ -65,32 +65,12 @@ pub struct PipelineView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::openapi::pipeline_status_ref)]
     pub status: Option<PipelineStatus>,
-    /// Creation time (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    /// Generation of the spec (the status' `observedGeneration` catches up with it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
-    /// Version of the object, for optimistic concurrency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
-    /// Whether the pipeline is marked for deletion.
-    pub deleting: bool,
 }
 
 impl PipelineView {
     fn new(tenant: &str, p: Pipeline) -> Self {
         PipelineView {
-            name: p.metadata.name.clone().unwrap_or_default(),
-            tenant: tenant.to_string(),
-            created_at: p
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
-            generation: p.metadata.generation,
-            resource_version: p.metadata.resource_version.clone(),
-            deleting: p.metadata.deletion_timestamp.is_some(),
+            object: ObjectInfo::of(tenant, &p.metadata),
             spec: p.spec,
             status: p.status,
         }

@@ -19,8 +19,9 @@ use crate::body::Json;
 use crate::pagination::{PageParams, Query, page_of, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, Problem};
+use crate::routes::tokens::{TokenLifetime, issued_token};
 use crate::store::TokenRow;
-use crate::{AppState, audit, format_ms};
+use crate::{AppState, audit};
 
 /// Longest description of a platform token, in characters.
 pub const MAX_DESCRIPTION: usize = 256;
@@ -48,31 +49,18 @@ pub struct PlatformTokenView {
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Creator.
-    pub created_by: String,
-    /// Expiry (RFC 3339).
-    pub expires_at: String,
-    /// Last use (RFC 3339), recorded at most once a minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_used_at: Option<String>,
-    /// Revocation time (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
+    /// When it was made, by whom, and how long it lasts.
+    #[serde(flatten)]
+    pub lifetime: TokenLifetime,
 }
 
 impl PlatformTokenView {
     fn new(r: TokenRow) -> Self {
         PlatformTokenView {
+            lifetime: TokenLifetime::of(&r),
             id: r.id,
             name: r.name,
             description: r.description,
-            created_at: format_ms(r.created_at),
-            created_by: r.created_by,
-            expires_at: format_ms(r.expires_at),
-            last_used_at: r.last_used_at.map(format_ms),
-            revoked_at: r.revoked_at.map(format_ms),
         }
     }
 }
@@ -152,25 +140,18 @@ pub async fn create_platform_token(
             ));
         }
         let name = format!("platform-{}", uuid::Uuid::new_v4());
-        let issued = state
-            .auth
-            .issue(
-                &state.store,
-                &TokenRequest {
-                    tenant: None,
-                    name: &name,
-                    role: Role::PlatformAdmin,
-                    ttl,
-                    created_by: &caller.principal.actor,
-                    description: Some(&req.description),
-                },
-            )
-            .await?;
-        let row = state
-            .store
-            .token(&issued.claims.jti)
-            .await?
-            .ok_or_else(|| ApiError::Internal("token row vanished".into()))?;
+        let (issued, row) = issued_token(
+            &state,
+            &TokenRequest {
+                tenant: None,
+                name: &name,
+                role: Role::PlatformAdmin,
+                ttl,
+                created_by: &caller.principal.actor,
+                description: Some(&req.description),
+            },
+        )
+        .await?;
         created_id = Some(row.id.clone());
         let created = CreatedPlatformToken {
             meta: PlatformTokenView::new(row),

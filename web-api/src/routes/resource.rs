@@ -20,6 +20,43 @@ use crate::routes::check_name;
 use crate::store::{StoreError, TenantLock, TenantRow};
 use crate::{AppState, audit, idempotency};
 
+/// What the API shows of a stream's or a pipeline's metadata.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectInfo {
+    /// Name.
+    pub name: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Creation time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Generation of the spec (the status' `observedGeneration` catches up with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Version of the object, for optimistic concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Whether the object is marked for deletion.
+    pub deleting: bool,
+}
+
+impl ObjectInfo {
+    /// The info of an object of `tenant` with metadata `meta`.
+    pub fn of(
+        tenant: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        ObjectInfo {
+            name: meta.name.clone().unwrap_or_default(),
+            tenant: tenant.to_string(),
+            created_at: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+            generation: meta.generation,
+            resource_version: meta.resource_version.clone(),
+            deleting: meta.deletion_timestamp.is_some(),
+        }
+    }
+}
 /// A kind of tenant object the API creates, changes and deletes.
 pub trait Resource:
     SpecObject<Spec: Clone + Serialize + Send + Sync> + Send + Sync + 'static

@@ -23,6 +23,7 @@ use crate::body::{self, Json, MergePatch};
 use crate::pagination::{PageParams, Query, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
+use crate::routes::resource::ObjectInfo;
 use crate::routes::resource::{self, Resource, Site, not_found};
 
 /// Body of `POST /v1/tenants/{tenant}/streams`.
@@ -53,10 +54,9 @@ pub struct ReplaceStream {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StreamView {
-    /// Name.
-    pub name: String,
-    /// Tenant.
-    pub tenant: String,
+    /// Name, tenant and the object's metadata.
+    #[serde(flatten)]
+    pub object: ObjectInfo,
     /// Desired state.
     #[schema(schema_with = crate::openapi::stream_spec_ref)]
     pub spec: StreamSpec,
@@ -65,32 +65,12 @@ pub struct StreamView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::openapi::stream_status_ref)]
     pub status: Option<StreamStatus>,
-    /// Creation time (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    /// Generation of the spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
-    /// Version of the object, for optimistic concurrency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resource_version: Option<String>,
-    /// Whether the stream is marked for deletion.
-    pub deleting: bool,
 }
 
 impl StreamView {
     fn new(tenant: &str, s: Stream) -> Self {
         StreamView {
-            name: s.metadata.name.clone().unwrap_or_default(),
-            tenant: tenant.to_string(),
-            created_at: s
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
-            generation: s.metadata.generation,
-            resource_version: s.metadata.resource_version.clone(),
-            deleting: s.metadata.deletion_timestamp.is_some(),
+            object: ObjectInfo::of(tenant, &s.metadata),
             spec: s.spec,
             status: s.status,
         }

@@ -20,7 +20,7 @@ use crate::pagination::{PageParams, Query, encode_cursor, page_type};
 use crate::path::ValidPath;
 use crate::problem::{ApiError, FieldProblem, Problem};
 use crate::store::{StoreError, TenantRow};
-use crate::{AppState, TenantId, audit, format_ms, idempotency};
+use crate::{AppState, TenantName, audit, format_ms, idempotency};
 
 /// Body of `POST /v1/tenants`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
@@ -111,7 +111,7 @@ fn validate_spec(name: &str, spec: &TenantSpec) -> Result<(), ApiError> {
 /// Why `name` may not be a tenant's name, if it is reserved: listed in
 /// [`crate::Config::reserved_tenant_names`], or its namespace `sluice-<name>` is the namespace
 /// Sluice is installed in.
-pub fn reserved_name_problem(name: &TenantId, config: &crate::Config) -> Option<String> {
+pub fn reserved_name_problem(name: &TenantName, config: &crate::Config) -> Option<String> {
     if config
         .reserved_tenant_names
         .iter()
@@ -156,7 +156,7 @@ pub async fn create_tenant(
     let name = req.name.clone();
     let result = idempotency::run(&state, "", &headers, &fingerprint, || async {
         validate_spec(&req.name, &req.spec)?;
-        let name = TenantId::parse(&req.name).map_err(|e| ApiError::field("name", e.0))?;
+        let name = TenantName::parse(&req.name).map_err(|e| ApiError::field("name", e.0))?;
         if let Some(m) = reserved_name_problem(&name, &state.config) {
             return Err(ApiError::field("name", m));
         }
@@ -410,7 +410,8 @@ mod tests {
             install_namespace: Some("sluice-ops".into()),
             ..crate::Config::default()
         };
-        let problem = |name: &str| reserved_name_problem(&TenantId::parse(name).unwrap(), &config);
+        let problem =
+            |name: &str| reserved_name_problem(&TenantName::parse(name).unwrap(), &config);
         for name in ["system", "kube", "default", "admin", "platform", "ops"] {
             assert!(problem(name).is_some(), "{name}");
         }

@@ -47,6 +47,15 @@ pub struct TokenView {
     pub tenant: String,
     /// Role.
     pub role: Role,
+    /// When it was made, by whom, and how long it lasts.
+    #[serde(flatten)]
+    pub lifetime: TokenLifetime,
+}
+
+/// When a token (API or platform) was made, by whom, and how long it lasts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenLifetime {
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Creator.
@@ -61,19 +70,28 @@ pub struct TokenView {
     pub revoked_at: Option<String>,
 }
 
+impl TokenLifetime {
+    /// The lifetime of a token row.
+    pub fn of(r: &TokenRow) -> Self {
+        TokenLifetime {
+            created_at: format_ms(r.created_at),
+            created_by: r.created_by.clone(),
+            expires_at: format_ms(r.expires_at),
+            last_used_at: r.last_used_at.map(format_ms),
+            revoked_at: r.revoked_at.map(format_ms),
+        }
+    }
+}
+
 impl TokenView {
     /// The view of a token row.
     pub fn new(r: TokenRow) -> Self {
         TokenView {
             role: Role::parse(&r.role).unwrap_or(Role::Viewer),
+            lifetime: TokenLifetime::of(&r),
             id: r.id,
             name: r.name,
             tenant: r.tenant_name.unwrap_or_default(),
-            created_at: format_ms(r.created_at),
-            created_by: r.created_by,
-            expires_at: format_ms(r.expires_at),
-            last_used_at: r.last_used_at.map(format_ms),
-            revoked_at: r.revoked_at.map(format_ms),
         }
     }
 }
@@ -98,6 +116,20 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))
+}
+
+/// Issues a token and reads back the row it was stored as.
+pub(crate) async fn issued_token(
+    state: &AppState,
+    request: &crate::auth::tokens::TokenRequest<'_>,
+) -> Result<(crate::auth::tokens::Issued, TokenRow), ApiError> {
+    let issued = state.auth.issue(&state.store, request).await?;
+    let row = state
+        .store
+        .token(&issued.claims.jti)
+        .await?
+        .ok_or_else(|| ApiError::Internal("token row vanished".into()))?;
+    Ok((issued, row))
 }
 
 /// Creates an API token; the answer holds the secret, shown this once.
@@ -151,25 +183,18 @@ pub async fn create_token(
                 "the calling token expires within a second".into(),
             ));
         }
-        let issued = state
-            .auth
-            .issue(
-                &state.store,
-                &crate::auth::tokens::TokenRequest {
-                    tenant: Some((&tenant.id, &tenant.name)),
-                    name: &req.name,
-                    role: req.role,
-                    ttl,
-                    created_by: &access.caller.principal.actor,
-                    description: None,
-                },
-            )
-            .await?;
-        let row = state
-            .store
-            .token(&issued.claims.jti)
-            .await?
-            .ok_or_else(|| ApiError::Internal("token row vanished".into()))?;
+        let (issued, row) = issued_token(
+            &state,
+            &crate::auth::tokens::TokenRequest {
+                tenant: Some((&tenant.id, &tenant.name)),
+                name: &req.name,
+                role: req.role,
+                ttl,
+                created_by: &access.caller.principal.actor,
+                description: None,
+            },
+        )
+        .await?;
         let mut created = CreatedToken {
             meta: TokenView::new(row),
             token: Some(issued.secret),

@@ -1,6 +1,7 @@
 //! The tenant registry (`tenants`): the stable id each tenant's tokens refer to.
 
 use super::{Store, StoreError, map_unique};
+use crate::TenantName;
 
 /// A registered tenant.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -31,11 +32,11 @@ impl Store {
     }
 
     /// A tenant by name.
-    pub async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantRow>, StoreError> {
+    pub async fn tenant_by_name(&self, name: &TenantName) -> Result<Option<TenantRow>, StoreError> {
         Ok(on_pool!(self, |p| sqlx::query_as::<_, TenantRow>(
             "SELECT id, name, created_at, created_by FROM tenants WHERE name = $1"
         )
-        .bind(name)
+        .bind(name.as_str())
         .fetch_optional(p)
         .await)?)
     }

@@ -7,6 +7,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use sluice_api::AppState;
+use sluice_api::TenantName;
 use sluice_api::store::{StoreError, TenantRow};
 use sluice_crd::Tenant;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +41,11 @@ async fn adopt(state: &AppState, t: &Tenant) {
         return;
     }
     let name = t.name_any();
-    match state.store.tenant_by_name(&name).await {
+    let Ok(tenant) = TenantName::parse(&name) else {
+        // The API never serves a tenant whose name it would refuse.
+        return;
+    };
+    match state.store.tenant_by_name(&tenant).await {
         Ok(Some(_)) => return,
         Ok(None) => {}
         Err(e) => {
@@ -70,7 +75,10 @@ async fn adopt(state: &AppState, t: &Tenant) {
 }
 
 async fn forget(state: &AppState, name: &str) {
-    if let Ok(Some(row)) = state.store.tenant_by_name(name).await
+    let Ok(tenant) = TenantName::parse(name) else {
+        return;
+    };
+    if let Ok(Some(row)) = state.store.tenant_by_name(&tenant).await
         && row.created_by == ADOPTED_BY
     {
         if let Err(e) = state.store.delete_tenant(&row.id).await {
