@@ -7,8 +7,11 @@
 # are unreachable, runs the provisioning, checks the tests can connect as that role and create and
 # drop databases (every suite creates its own), runs the provisioning a second time (it must be
 # a no-op), and drops them again. It also runs the other set-up steps (tools, NATS, kubectl) and
-# shows what they found. It does not run the tests, and it never touches the role and database
+# shows what they found. With `--full` it then runs the whole test command (scripts/test.sh)
+# against that freshly provisioned role and database. It never touches the role and database
 # the tests use by default (`root`, `test`).
+#
+# Usage: scripts/fresh-machine-check.sh [--full]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +19,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib/services.sh
 
 fail() { printf 'FAIL fresh-machine: %s\n' "$*" >&2; exit 1; }
+
+full=false
+case "${1:-}" in
+  --full) full=true ;;
+  "") ;;
+  *) fail "unknown argument $1 (usage: scripts/fresh-machine-check.sh [--full])" ;;
+esac
 
 unset SLUICE_TEST_DATABASE_URL
 export SLUICE_TEST_DB_ROLE="${SLUICE_TEST_DB_ROLE:-sluice_fresh}"
@@ -70,6 +80,11 @@ out=$(ensure_postgres_role)
 ensure_nats
 ensure_kubectl
 log "fresh-machine: psql $(psql --version | awk '{print $3}'), $(nats-server --version 2>/dev/null || echo 'nats-server (already listening)'), kubectl 1.$(kubectl_minor kubectl)"
+
+if $full; then
+  log "fresh-machine: the whole test command as $URL"
+  ./scripts/test.sh || fail "scripts/test.sh failed against the freshly provisioned $URL"
+fi
 
 log "fresh-machine: dropping role $ROLE and database $DB"
 trap - EXIT

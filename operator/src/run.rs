@@ -41,9 +41,6 @@ pub struct RunOptions {
     pub leader_election: Option<LeaseConfig>,
 }
 
-/// Errors that stop the operator: the operator's one error type.
-pub type RunError = crate::Error;
-
 /// Runs the operator until `shutdown` resolves (or the lease is lost).
 pub async fn run(
     client: Client,

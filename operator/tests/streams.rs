@@ -12,7 +12,7 @@ use sluice_testkit::SimCluster;
 use std::time::Duration;
 
 mod common;
-use common::{NATS, eventually};
+use common::{eventually, nats_url};
 
 fn unique_tenant() -> String {
     format!("t{:08x}", rand::rng().random::<u32>())
@@ -51,14 +51,14 @@ fn streams_are_provisioned_updated_limited_and_removed() {
     sim.block_on(async {
         let c = Client::try_from(Config::new(sim.url().parse().unwrap())).unwrap();
         let js = jetstream::new(
-            async_nats::connect(NATS)
+            async_nats::connect(nats_url())
                 .await
                 .expect("NATS with JetStream runs"),
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let opts = RunOptions {
             config: OperatorConfig {
-                nats_url: NATS.into(),
+                nats_url: nats_url(),
                 ..Default::default()
             },
             metrics_addr: None,

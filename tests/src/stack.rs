@@ -179,7 +179,7 @@ where
 /// The operator, running in-process on the current runtime.
 pub struct Operator {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), sluice_operator::run::RunError>>,
+    task: tokio::task::JoinHandle<Result<(), sluice_operator::Error>>,
 }
 
 impl Operator {

@@ -220,7 +220,8 @@ async fn a_stalled_sink_bounds_what_the_worker_holds() {
 async fn two_replicas_split_the_work_without_loss() {
     let s = TestStream::new().await;
     let sink = format!(
-        r#"{{"kind": "jetstream", "url": "{NATS}", "subject": "{}"}}"#,
+        r#"{{"kind": "jetstream", "url": "{}", "subject": "{}"}}"#,
+        nats_url(),
         s.out()
     );
     let config = s.config("shared", "", &sink);
@@ -300,7 +301,10 @@ async fn nats_sink_publishes_each_event() {
     let subject = format!("out.{}", s.id);
     let mut sub = s.client.subscribe(subject.clone()).await.unwrap();
     s.client.flush().await.unwrap();
-    let sink = format!(r#"{{"kind": "nats", "url": "{NATS}", "subject": "{subject}"}}"#);
+    let sink = format!(
+        r#"{{"kind": "nats", "url": "{}", "subject": "{subject}"}}"#,
+        nats_url()
+    );
     let config = s.config(
         "core",
         r#""projection": {"fields": [{"path": "id"}]},"#,

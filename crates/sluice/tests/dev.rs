@@ -5,7 +5,7 @@
 //! (exit 0, no worker left), and a restart on the same directory resumes: the pipeline is still
 //! there and Ready, tokens still work, and no new bootstrap token is issued.
 //!
-//! Needs `kubectl` on PATH and NATS with JetStream at `NATS_URL` (default
+//! Needs `kubectl` on PATH and NATS with JetStream at `SLUICE_TEST_NATS_URL` (default
 //! `nats://127.0.0.1:4222`); builds `sluice-worker` into the same target directory first.
 
 use nix::sys::signal::{Signal, kill};
@@ -57,7 +57,8 @@ struct Dev {
 
 impl Dev {
     fn start(data: &Path, worker: &Path, api_port: u16, kube_port: u16, run: usize) -> Dev {
-        let nats = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let nats = std::env::var("SLUICE_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
         let stderr = data.with_extension(format!("stderr-{run}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("dev")

@@ -13,8 +13,11 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The NATS server with JetStream every test uses.
-pub const NATS: &str = "nats://127.0.0.1:4222";
+/// The NATS server with JetStream every test uses: `$SLUICE_TEST_NATS_URL`, by default
+/// `nats://127.0.0.1:4222`.
+pub fn nats_url() -> String {
+    std::env::var("SLUICE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
 
 /// A kube client for the simulated cluster.
 pub fn client(sim: &SimCluster) -> Client {
@@ -34,7 +37,7 @@ impl Operator {
         let (tx, rx) = oneshot::channel::<()>();
         let opts = RunOptions {
             config: OperatorConfig {
-                nats_url: NATS.into(),
+                nats_url: nats_url(),
                 ..Default::default()
             },
             metrics_addr: None,

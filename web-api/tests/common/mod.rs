@@ -408,16 +408,16 @@ pub fn pipeline(name: &str, parallelism: i32) -> Value {
         "parallelism": parallelism}})
 }
 
-/// URL of the test NATS server (`SLUICE_TEST_NATS` overrides).
+/// URL of the test NATS server (`SLUICE_TEST_NATS_URL` overrides).
 pub fn nats_url() -> String {
-    std::env::var("SLUICE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    std::env::var("SLUICE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
 /// A JetStream context on the test NATS server.
 pub async fn jetstream() -> async_nats::jetstream::Context {
     let client = async_nats::connect(nats_url())
         .await
-        .expect("NATS on 127.0.0.1:4222 (SLUICE_TEST_NATS overrides)");
+        .expect("NATS on 127.0.0.1:4222 (SLUICE_TEST_NATS_URL overrides)");
     async_nats::jetstream::new(client)
 }
 

@@ -18,7 +18,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const NATS: &str = "nats://127.0.0.1:4222";
+/// The NATS server with JetStream: `$SLUICE_TEST_NATS_URL`, by default `nats://127.0.0.1:4222`.
+pub fn nats_url() -> String {
+    std::env::var("SLUICE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
 
 /// The PostgreSQL database the tests create their own databases from:
 /// `$SLUICE_TEST_DATABASE_URL`, by default `postgres://root@127.0.0.1:5432/test`.
@@ -56,9 +59,9 @@ pub struct TestStream {
 impl TestStream {
     pub async fn new() -> Self {
         let id: String = format!("{:08x}", rand::random::<u32>());
-        let client = async_nats::connect(NATS)
+        let client = async_nats::connect(nats_url())
             .await
-            .expect("NATS on 127.0.0.1:4222");
+            .expect("NATS with JetStream at $SLUICE_TEST_NATS_URL (default 127.0.0.1:4222)");
         let js = jetstream::new(client.clone());
         let name = format!("t_{id}");
         let stream = js
@@ -151,18 +154,19 @@ impl TestStream {
         let text = format!(
             r#"{{
               "tenant": "acme", "pipeline": "orders", "route": "r-{id}",
-              "source": {{"kind": "jetstream", "url": "{NATS}", "stream": "{name}",
+              "source": {{"kind": "jetstream", "url": "{nats}", "stream": "{name}",
                          "subject": "{events}", "durable": "{durable}", "startFrom": "all",
                          "ackWaitSeconds": 2}},
               {extra}
               "sink": {sink},
               "retry": {{"initialBackoffMs": 20, "maxBackoffMs": 200, "maxDeliver": 1000}},
               "batching": {{"maxEvents": 100, "maxWaitMs": 20}},
-              "deadLetter": {{"url": "{NATS}", "subject": "{dead}"}},
+              "deadLetter": {{"url": "{nats}", "subject": "{dead}"}},
               "sinkPolicy": {{"allowLoopback": true}}
             }}"#,
             id = self.id,
             name = self.name,
+            nats = nats_url(),
             events = self.events(),
             dead = self.dead(),
         );
@@ -180,7 +184,7 @@ impl Drop for TestStream {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                if let Ok(c) = async_nats::connect(NATS).await {
+                if let Ok(c) = async_nats::connect(nats_url()).await {
                     let _ = jetstream::new(c).delete_stream(&name).await;
                 }
             });

@@ -49,7 +49,7 @@ pub enum DevError {
     Escape(#[from] super::secrets::Escape),
     /// The operator stopped with an error.
     #[error("the operator: {0}")]
-    Operator(#[from] sluice_operator::run::RunError),
+    Operator(#[from] sluice_operator::Error),
 }
 
 impl DevError {
