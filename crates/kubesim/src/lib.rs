@@ -19,6 +19,7 @@
 //! implements server-side apply, managed fields and strategic merge patch; `table.rs`,
 //! `jsonpath.rs`, `selector.rs` and `protobuf.rs` are the smaller pieces of the protocol.
 
+pub mod admission;
 pub mod auth;
 pub mod cluster;
 pub mod error;

@@ -36,6 +36,7 @@ pub struct Server {
     addr: SocketAddr,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
+    authenticator: Arc<Authenticator>,
 }
 
 impl Server {
@@ -59,12 +60,13 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = tokio::sync::watch::channel(false);
+        let authenticator = Arc::new(Authenticator::new(config.auth));
         let shared = Arc::new(Shared {
             cluster: cluster.clone(),
             address: addr.to_string(),
             bookmark_interval: config.bookmark_interval,
             shutdown: rx.clone(),
-            authenticator: Authenticator::new(config.auth),
+            authenticator: authenticator.clone(),
         });
         let app = Router::new().fallback(handle).with_state(shared);
         let mut stop = rx;
@@ -81,6 +83,7 @@ impl Server {
             addr,
             shutdown,
             task,
+            authenticator,
         })
     }
 
@@ -110,6 +113,24 @@ impl Server {
             "  user: {}\n",
             &format!("  user:\n    token: {}\n", serde_json::Value::from(token)),
         )
+    }
+
+    /// Issues a token of the ServiceAccount `namespace/name` valid for `lifetime`, as a
+    /// TokenRequest would (`kubectl create token`): requests with it run as that account.
+    pub fn issue_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        lifetime: Duration,
+    ) -> Result<String, crate::ApiError> {
+        self.authenticator
+            .issue(
+                &self.cluster,
+                namespace,
+                name,
+                chrono::TimeDelta::from_std(lifetime).unwrap_or(chrono::TimeDelta::MAX),
+            )
+            .map(|(token, _)| token)
     }
 
     /// Stops serving: open watches end, then the listener closes.

@@ -52,7 +52,8 @@ pub enum Subresource {
 }
 
 impl Subresource {
-    fn name(self) -> &'static str {
+    /// The subresource's name in a path (`status`, `scale`).
+    pub fn name(self) -> &'static str {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",

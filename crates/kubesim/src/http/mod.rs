@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod route;
 mod watch;
 
+use crate::admission;
 use crate::auth::escalation::{self, RbacKind};
 use crate::auth::impersonate::impersonate;
 use crate::auth::rbac::{self, Authorizer};
@@ -47,7 +48,7 @@ pub struct Shared {
     /// Flips to `true` when the server shuts down, ending open watches.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Turns bearer tokens into identities, and issues ServiceAccount tokens.
-    pub authenticator: Authenticator,
+    pub authenticator: Arc<Authenticator>,
 }
 
 type Query = HashMap<String, String>;
@@ -357,33 +358,109 @@ fn subresource(rt: &ResourceType, target: &Target) -> ApiResult<Option<Subresour
     }
 }
 
-/// For a write of an RBAC object: runs `write` as a dry run first, and lets the real write
-/// happen only when the escalation and bind checks pass for the object it would store.
-fn confirm_rbac_write(
-    shared: &Shared,
-    identity: &Identity,
-    rt: &ResourceType,
-    namespace: &str,
-    opts: &WriteOptions,
-    write: impl FnOnce(&WriteOptions) -> ApiResult<Written>,
-) -> ApiResult<()> {
-    let Some(kind) = RbacKind::of(&rt.group, &rt.plural) else {
-        return Ok(());
-    };
-    if identity.is_master() {
-        return Ok(());
+/// What a write is checked against before it is made: the escalation and bind checks for an
+/// RBAC object, and the validating admission policies.
+struct Checked<'a> {
+    shared: &'a Shared,
+    identity: &'a Identity,
+    rt: &'a ResourceType,
+    namespace: &'a str,
+    /// The name addressed (empty for a create).
+    name: &'a str,
+    sub: Option<Subresource>,
+}
+
+impl Checked<'_> {
+    /// Runs `write` as a dry run first, when a check needs the object it would store, and lets
+    /// the real write happen only when every check passes. The warnings it gives are for the
+    /// response.
+    fn confirm_write(
+        &self,
+        opts: &WriteOptions,
+        write: impl FnOnce(&WriteOptions) -> ApiResult<Written>,
+    ) -> ApiResult<Vec<String>> {
+        let cluster = &self.shared.cluster;
+        let rt = self.rt;
+        let rbac_kind = RbacKind::of(&rt.group, &rt.plural)
+            .filter(|_| self.sub.is_none() && !self.identity.is_master());
+        let is_policy = rt.group == admission::GROUP && rt.plural == admission::POLICIES;
+        let admitting = admission::any_binding(cluster);
+        if rbac_kind.is_none() && !is_policy && !admitting {
+            return Ok(vec![]);
+        }
+        let old = (!self.name.is_empty())
+            .then(|| cluster.get(rt, self.namespace, self.name).ok())
+            .flatten();
+        let preview = write(&WriteOptions {
+            dry_run: true,
+            ..opts.clone()
+        })?;
+        if let Some(kind) = rbac_kind {
+            escalation::confirm_write(
+                &Authorizer::new(cluster),
+                self.identity,
+                kind,
+                self.namespace,
+                &preview.object,
+            )?;
+        }
+        if is_policy && self.sub.is_none() {
+            admission::check_policy(&preview.object)?;
+        }
+        if !admitting {
+            return Ok(vec![]);
+        }
+        let name = crate::meta::meta_str(&preview.object, "name");
+        let name = if name.is_empty() { self.name } else { name };
+        admission::admit(
+            cluster,
+            &admission::Attributes {
+                operation: if preview.created {
+                    admission::Operation::Create
+                } else {
+                    admission::Operation::Update
+                },
+                rt,
+                namespace: self.namespace,
+                name,
+                subresource: self.sub.map(Subresource::name),
+                object: Some(&preview.object),
+                old_object: old.as_ref(),
+                identity: self.identity,
+                dry_run: opts.dry_run,
+            },
+        )
     }
-    let preview = write(&WriteOptions {
-        dry_run: true,
-        ..opts.clone()
-    })?;
-    escalation::confirm_write(
-        &Authorizer::new(&shared.cluster),
-        identity,
-        kind,
-        namespace,
-        &preview.object,
-    )
+
+    /// Checks the deletion of each of `objects` against the admission policies.
+    fn confirm_delete(&self, objects: &[Value], dry_run: bool) -> ApiResult<()> {
+        let cluster = &self.shared.cluster;
+        if !admission::any_binding(cluster) {
+            return Ok(());
+        }
+        for old in objects {
+            admission::admit(
+                cluster,
+                &admission::Attributes {
+                    operation: admission::Operation::Delete,
+                    rt: self.rt,
+                    namespace: crate::meta::meta_str(old, "namespace"),
+                    name: crate::meta::meta_str(old, "name"),
+                    subresource: None,
+                    object: None,
+                    old_object: Some(old),
+                    identity: self.identity,
+                    dry_run,
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn with_warnings(mut written: Written, warnings: Vec<String>) -> Written {
+    written.warnings.extend(warnings);
+    written
 }
 
 async fn resource(
@@ -407,6 +484,14 @@ async fn resource(
     let ns = target.namespace.clone().unwrap_or_default();
     let sub = subresource(rt, target)?;
     let table = wants_table(headers);
+    let checked = |name| Checked {
+        shared,
+        identity,
+        rt,
+        namespace: &ns,
+        name,
+        sub,
+    };
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) => {
             let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
@@ -483,22 +568,19 @@ async fn resource(
             }
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
-            confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
-                cluster.create(rt, &ns, obj.clone(), o)
-            })?;
+            let warnings =
+                checked("").confirm_write(&opts, |o| cluster.create(rt, &ns, obj.clone(), o))?;
             let written = cluster.create(rt, &ns, obj, &opts)?;
-            Ok(written_response(written))
+            Ok(written_response(with_warnings(written, warnings)))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_body(headers, &body)?;
             let opts = write_options(query, headers)?;
-            if sub.is_none() {
-                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
-                    cluster.update(rt, &ns, name, obj.clone(), sub, o)
-                })?;
-            }
+            let warnings = checked(name).confirm_write(&opts, |o| {
+                cluster.update(rt, &ns, name, obj.clone(), sub, o)
+            })?;
             let written = cluster.update(rt, &ns, name, obj, sub, &opts)?;
-            Ok(written_response(written))
+            Ok(written_response(with_warnings(written, warnings)))
         }
         (Method::PATCH, Some(name)) => {
             let content_type = header_str(headers, header::CONTENT_TYPE);
@@ -525,18 +607,19 @@ async fn resource(
                 // Other writes default the manager from the User-Agent; apply must name one.
                 opts.field_manager = None;
             }
-            if sub.is_none() {
-                confirm_rbac_write(shared, identity, rt, &ns, &opts, |o| {
-                    cluster.patch(rt, &ns, name, kind, &patch, sub, o)
-                })?;
-            }
+            let warnings = checked(name).confirm_write(&opts, |o| {
+                cluster.patch(rt, &ns, name, kind, &patch, sub, o)
+            })?;
             let written = cluster.patch(rt, &ns, name, kind, &patch, sub, &opts)?;
-            Ok(written_response(written))
+            Ok(written_response(with_warnings(written, warnings)))
         }
         (Method::DELETE, name) => {
             let opts = delete_options(query, &body)?;
             match name {
                 Some(name) => {
+                    if let Ok(old) = cluster.get(rt, &ns, name) {
+                        checked(name).confirm_delete(&[old], opts.dry_run)?;
+                    }
                     let deleted = cluster.delete(rt, &ns, name, &opts)?;
                     if deleted.gone {
                         Ok(json_response(
@@ -558,6 +641,10 @@ async fn resource(
                         field_selector: query.get("fieldSelector").cloned(),
                         ..Default::default()
                     };
+                    if admission::any_binding(cluster) {
+                        let page = cluster.list(rt, target.namespace.as_deref(), &list)?;
+                        checked("").confirm_delete(&page.items, opts.dry_run)?;
+                    }
                     let items =
                         cluster.delete_collection(rt, target.namespace.as_deref(), &list, &opts)?;
                     Ok(json_response(

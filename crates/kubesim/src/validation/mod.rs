@@ -39,7 +39,7 @@
 //! (forbidden in structural schemas anyway), `x-kubernetes-map-type`
 //! checks, validation of `metadata` beyond what the schema says.
 
-mod celrules;
+pub(crate) mod celrules;
 mod gofmt;
 mod openapi;
 mod prune;
