@@ -11,8 +11,12 @@
 #      (with Sluice's CRDs, against which the example custom resources are applied too);
 #   4. checks that the operator's ClusterRole kubesim holds equals `sluice-operator rbac`;
 #   5. runs the operator with the flags and environment of the rendered Deployment against
-#      kubesim: it becomes ready, takes the leader Lease and reconciles an example Tenant.
-# Called by scripts/test.sh; runs alone too.
+#      kubesim, with a token of its ServiceAccount, under the rendered RBAC and admission
+#      policies: it becomes ready, takes the leader Lease and reconciles an example Tenant;
+#   6. checks that crates/sluice-testkit/chart-rbac.yaml, the RBAC the tests install into
+#      kubesim, is the default rendering's.
+# Called by scripts/test.sh; runs alone too. `scripts/check-chart.sh --write-rbac` only
+# regenerates crates/sluice-testkit/chart-rbac.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +44,9 @@ if ! venv_ready; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
+if [ "${1:-}" = "--write-rbac" ]; then
+  exec "$VENV/bin/python" scripts/chart-check/chart_check.py rbac crates/sluice-testkit/chart-rbac.yaml
+fi
 command -v kubectl >/dev/null || fail "kubectl is not on PATH (scripts/test.sh installs it)"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-chart.XXXXXX")"
@@ -54,6 +61,11 @@ trap cleanup EXIT
 # --- 1, 2: offline ----------------------------------------------------------------------------
 log "lint, render (default and production values), Kubernetes schemas, chart rules"
 "$VENV/bin/python" scripts/chart-check/chart_check.py render "$work"
+
+log "the tests' copy of the chart's RBAC (crates/sluice-testkit/chart-rbac.yaml) is current"
+"$VENV/bin/python" scripts/chart-check/chart_check.py rbac "$work/chart-rbac.yaml" >/dev/null
+cmp -s "$work/chart-rbac.yaml" crates/sluice-testkit/chart-rbac.yaml \
+  || fail "crates/sluice-testkit/chart-rbac.yaml differs from the chart; regenerate it with: scripts/check-chart.sh --write-rbac"
 
 # --- 3: kubesim -------------------------------------------------------------------------------
 log "building kubesim and sluice-operator"
@@ -143,7 +155,13 @@ for a in "${op_args[@]}"; do
   case "$a" in --metrics-addr=*) args+=("--metrics-addr=127.0.0.1:$metrics_port") ;; *) args+=("$a") ;; esac
 done
 echo "   sluice-operator ${args[*]}"
-POD_NAME=sluice-operator-chart-check POD_NAMESPACE=sluice-system RUST_LOG=warn \
+# As in the pod: the operator's ServiceAccount token, so the rendered RBAC and admission
+# policies decide what it may do.
+token="$(kubectl -n sluice-system create token sluice-operator)"
+sed "s|^  user: {}\$|  user:\n    token: $token|" "$KUBECONFIG" >"$work/operator.kubeconfig"
+grep -q "token: $token" "$work/operator.kubeconfig" || fail "cannot write the operator's kubeconfig"
+echo "   as system:serviceaccount:sluice-system:sluice-operator"
+KUBECONFIG="$work/operator.kubeconfig" POD_NAME=sluice-operator-chart-check POD_NAMESPACE=sluice-system RUST_LOG=warn \
   "$bin/sluice-operator" "${args[@]}" >"$work/operator.log" 2>&1 &
 pids+=($!)
 ready() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$metrics_port/readyz', timeout=2)"; }

@@ -1,5 +1,12 @@
-//! What the operator may do in the Kubernetes API: the rules of its ClusterRole (the Helm
-//! chart's copy is checked against [`rules`]), and of the aggregated roles tenants' owners get.
+//! What the operator may do in the Kubernetes API: the rules of its ClusterRole and of its Role
+//! in the system namespace (the Helm chart's copy is checked against [`rules_yaml`]).
+//!
+//! RBAC alone cannot say "only in the namespaces the operator created": the ClusterRole grants
+//! writes of the kinds a tenant namespace holds everywhere, and the chart's
+//! ValidatingAdmissionPolicies (`charts/sluice/templates/operator-admission-policy.yaml`)
+//! refuse every such write by the operator outside a namespace labelled as its own, every
+//! namespace it would create or change that is not a tenant namespace, and every RoleBinding
+//! of a role other than the tenant roles. `docs/operator-rbac.md` explains the design.
 
 use serde_json::{Value, json};
 
@@ -17,7 +24,8 @@ pub struct Rule {
 
 const READ_WRITE: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 
-/// Every permission the operator uses, and nothing more.
+/// Every permission the operator uses cluster-wide, and nothing more (its writes are further
+/// limited to tenant namespaces by the chart's admission policies).
 pub const RULES: &[Rule] = &[
     Rule {
         groups: &["sluice.dev"],
@@ -87,17 +95,28 @@ pub const RULES: &[Rule] = &[
         verbs: &["create", "patch"],
         names: &[],
     },
-    Rule {
-        groups: &["coordination.k8s.io"],
-        resources: &["leases"],
-        verbs: &["get", "create", "update"],
-        names: &[],
-    },
 ];
 
-/// The rules as Kubernetes `PolicyRule` objects.
+/// What the operator may do in its own (the system) namespace only: leader election.
+pub const SYSTEM_NAMESPACE_RULES: &[Rule] = &[Rule {
+    groups: &["coordination.k8s.io"],
+    resources: &["leases"],
+    verbs: &["get", "create", "update"],
+    names: &[],
+}];
+
+/// The cluster-wide rules as Kubernetes `PolicyRule` objects.
 pub fn rules() -> Vec<Value> {
-    RULES
+    policy_rules(RULES)
+}
+
+/// The system namespace's rules as Kubernetes `PolicyRule` objects.
+pub fn system_namespace_rules() -> Vec<Value> {
+    policy_rules(SYSTEM_NAMESPACE_RULES)
+}
+
+fn policy_rules(rules: &[Rule]) -> Vec<Value> {
+    rules
         .iter()
         .map(|r| {
             let mut v = json!({"apiGroups": r.groups, "resources": r.resources, "verbs": r.verbs});
@@ -116,19 +135,22 @@ pub const CHART_RULES_FILE: &str = "charts/sluice/files/operator-rules.yaml";
 pub const REGENERATE_CHART_RULES: &str =
     "cargo run -p sluice-operator -- rbac > charts/sluice/files/operator-rules.yaml";
 
-/// The rules as a YAML list of `PolicyRule`s, as the Helm chart includes them in the operator's
-/// ClusterRole (`sluice-operator rbac` prints this). The output is deterministic.
+/// The rules as YAML, as the Helm chart includes them (`sluice-operator rbac` prints this):
+/// `cluster`, the `PolicyRule`s of the operator's ClusterRole, and `systemNamespace`, those of
+/// its Role in the release namespace. The output is deterministic.
 pub fn rules_yaml() -> String {
-    let body = serde_norway::to_string(&rules())
+    let both = json!({"cluster": rules(), "systemNamespace": system_namespace_rules()});
+    let body = serde_norway::to_string(&both)
         .expect("policy rules hold only strings and lists, which YAML always represents");
     format!(
-        "# The operator's ClusterRole rules: sluice_operator::rbac::rules().\n\
+        "# The operator's RBAC rules: sluice_operator::rbac::rules() (its ClusterRole) and\n\
+         # system_namespace_rules() (its Role in the release namespace).\n\
          # Generated, do not edit; regenerate with:\n\
          #   {REGENERATE_CHART_RULES}\n{body}"
     )
 }
 
-/// Whether the rules allow `verb` on `group`/`resource` (named `name`, if given).
+/// Whether the cluster-wide rules allow `verb` on `group`/`resource` (named `name`, if given).
 pub fn allows(group: &str, resource: &str, verb: &str, name: Option<&str>) -> bool {
     RULES.iter().any(|r| {
         r.groups.contains(&group)
@@ -151,10 +173,14 @@ mod tests {
             ("", "namespaces", "create"),
             ("sluice.dev", "pipelines/status", "patch"),
             ("events.k8s.io", "events", "create"),
-            ("coordination.k8s.io", "leases", "update"),
         ] {
             assert!(allows(g, r, v, None), "{g}/{r} {v}");
         }
+        assert!(
+            !allows("coordination.k8s.io", "leases", "update", None),
+            "the Lease lives in the system namespace: a Role, not the ClusterRole"
+        );
+        assert_eq!(system_namespace_rules().len(), 1);
         assert!(
             !allows("", "secrets", "get", None),
             "workers read secrets, not the operator"
@@ -176,7 +202,12 @@ mod tests {
             Some("cluster-admin")
         ));
         assert_eq!(rules().len(), RULES.len());
-        let parsed: Vec<Value> = serde_norway::from_str(&rules_yaml()).expect("YAML");
-        assert_eq!(parsed, rules(), "the YAML says what the rules say");
+        let parsed: Value = serde_norway::from_str(&rules_yaml()).expect("YAML");
+        assert_eq!(
+            parsed["cluster"],
+            json!(rules()),
+            "the YAML says what the rules say"
+        );
+        assert_eq!(parsed["systemNamespace"], json!(system_namespace_rules()));
     }
 }

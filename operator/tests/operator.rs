@@ -21,7 +21,7 @@ use sluice_testkit::SimCluster;
 use std::sync::Arc;
 
 mod common;
-use common::{Operator, client, create_namespace, eventually};
+use common::{Operator, client, eventually};
 use std::time::Duration;
 
 const NS: &str = "sluice-acme";
@@ -157,7 +157,7 @@ fn tenant_and_pipeline_converge_to_isolated_routes() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({"maxPipelines": 5}))).await;
         let ns = Api::<Namespace>::all(c.clone()).get(NS).await.unwrap();
         assert_eq!(
@@ -238,7 +238,7 @@ fn quota_refusal_and_later_admission_oldest_first() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(
             &c,
             &tenant("acme", json!({"maxPipelines": 1, "maxParallelism": 4})),
@@ -327,7 +327,7 @@ fn suspend_resume_and_sink_removal() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         pipelines(&c)
             .create(&PostParams::default(), &pipeline("p", &["a", "b"], 3))
@@ -416,7 +416,7 @@ fn invalid_spec_keeps_the_last_accepted_routes_and_does_not_stall_others() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         pipelines(&c)
             .create(&PostParams::default(), &pipeline("p", &["a"], 1))
@@ -494,7 +494,7 @@ fn a_pipeline_waits_for_its_source_stream() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         let mut p = pipeline("later", &["a"], 1);
         p.spec.source.stream = "clicks".into();
@@ -536,7 +536,7 @@ fn a_missing_dead_letter_stream_degrades_the_pipeline_until_it_exists() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         let mut p = pipeline("dl", &["a"], 1);
         p.spec.dead_letter = Some(serde_json::from_value(json!({"stream": "dead"})).unwrap());
@@ -578,7 +578,7 @@ fn children_edited_or_deleted_by_hand_are_restored() {
     let cluster = sim.cluster().clone();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         pipelines(&c)
             .create(&PostParams::default(), &pipeline("p", &["a"], 2))
@@ -663,7 +663,7 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
     sim.block_on(async {
         let c = client(&sim);
         // State as an operator that crashed after writing one ConfigMap would leave it.
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         // A stream of this test's own: the restarted operator reconciles the Stream too, and its
         // status shows the broker stream's message count, which must not change meanwhile
         // (`orders` is shared with the other tests, which publish to it and delete it).
@@ -686,7 +686,7 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
             .create(&PostParams::default(), &serde_json::from_value(stale).unwrap())
             .await
             .unwrap();
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         eventually("recovered", || async {
             phase(&c, "p").await == Some(PipelinePhase::Running) && route_names(&c, "p").await.len() == 2
         })
@@ -708,7 +708,7 @@ fn a_crash_between_two_applies_recovers_and_a_converged_operator_writes_nothing(
         // A restarted operator on a converged cluster reconciles everything and writes nothing.
         let before = cluster.resource_version();
         let versions_before = versions(&c).await;
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         tokio::time::sleep(Duration::from_secs(3)).await;
         op.stop().await;
         let after = versions(&c).await;
@@ -730,7 +730,7 @@ fn a_tenant_that_stops_asking_for_its_quota_and_owners_loses_them() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({"cpu": "2"}))).await;
         let quotas = Api::<ResourceQuota>::namespaced(c.clone(), NS);
         let bindings = Api::<RoleBinding>::namespaced(c.clone(), NS);
@@ -807,7 +807,7 @@ fn deleting_a_tenant_removes_everything_it_made() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        let op = Operator::start(c.clone(), None);
+        let op = Operator::start(&sim, None);
         create_tenant(&c, &tenant("acme", json!({}))).await;
         pipelines(&c)
             .create(&PostParams::default(), &pipeline("p", &["a"], 1))
@@ -848,19 +848,18 @@ fn two_replicas_with_one_leader() {
     let sim = SimCluster::start();
     sim.block_on(async {
         let c = client(&sim);
-        create_namespace(&c, "sluice-system", json!({})).await;
         let lease = |id: &str| LeaseConfig {
             duration: Duration::from_secs(2),
             renew_every: Duration::from_millis(300),
             ..LeaseConfig::new("sluice-system", id)
         };
-        let one = Operator::start(c.clone(), Some(lease("one")));
+        let one = Operator::start(&sim, Some(lease("one")));
         let leases: Api<Lease> = Api::namespaced(c.clone(), "sluice-system");
         eventually("a leader", || async {
             leases.get_opt("sluice-operator").await.unwrap().is_some()
         })
         .await;
-        let two = Operator::start(c.clone(), Some(lease("two")));
+        let two = Operator::start(&sim, Some(lease("two")));
         create_tenant(&c, &tenant("acme", json!({}))).await;
         pipelines(&c)
             .create(&PostParams::default(), &pipeline("p", &["a"], 1))

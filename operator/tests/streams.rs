@@ -12,7 +12,7 @@ use sluice_testkit::SimCluster;
 use std::time::Duration;
 
 mod common;
-use common::{eventually, nats_url};
+use common::{eventually, nats_url, operator_client};
 
 fn unique_tenant() -> String {
     format!("t{:08x}", rand::rng().random::<u32>())
@@ -64,7 +64,7 @@ fn streams_are_provisioned_updated_limited_and_removed() {
             metrics_addr: None,
             leader_election: None,
         };
-        let op = tokio::spawn(run(c.clone(), opts, async move {
+        let op = tokio::spawn(run(operator_client(&sim), opts, async move {
             let _ = rx.await;
         }));
         let t = unique_tenant();

@@ -2,6 +2,7 @@
 
     python scripts/chart-check/chart_check.py render OUT_DIR     lint, render, validate, check policies
     python scripts/chart-check/chart_check.py same-rules A B     two PolicyRule lists (YAML/JSON) are equal
+    python scripts/chart-check/chart_check.py rbac FILE          the default rendering's RBAC objects to FILE
 
 `render` lints the chart and renders it with Helm's own engine (the helm-python-sdk package
 bundles Helm as a library, so no `helm` binary and no network are needed) for each values set,
@@ -9,6 +10,12 @@ validates every rendered object against the Kubernetes OpenAPI schemas (kubernet
 strict: unknown fields are errors), checks the chart's own rules (security contexts, probes,
 leader election, hooks, RBAC), and writes each set's manifests to OUT_DIR/<set>.yaml, in an
 order `kubectl apply -f` accepts.
+
+`rbac` writes what decides the rights of the chart's identities in the default rendering
+(ServiceAccounts, roles, bindings and admission policies) to FILE. The committed copy,
+crates/sluice-testkit/chart-rbac.yaml, is what the tests install into kubesim, so that the
+operator and the API run there under exactly the chart's RBAC; scripts/check-chart.sh fails
+when it is stale.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ RULES_FILE = CHART / "files" / "operator-rules.yaml"
 
 # Validated against the newest Kubernetes kubernetes-validate knows and the oldest the chart
 # supports (Chart.yaml kubeVersion).
-KUBERNETES_VERSIONS = ["1.37.0", "1.28.0"]
+KUBERNETES_VERSIONS = ["1.37.0", "1.30.0"]
 
 # Kinds with no schema in kubernetes-validate: checked by kubesim against a CRD instead.
 CUSTOM_KINDS = {"ServiceMonitor"}
@@ -43,6 +50,8 @@ ORDER = [
     "ClusterRoleBinding",
     "Role",
     "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
     "Service",
     "Job",
     "Deployment",
@@ -53,6 +62,18 @@ ORDER = [
 ]
 
 RELEASE = "sluice"
+
+# What decides who may do what: the objects `rbac` writes, in this order.
+RBAC_KINDS = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+]
+RBAC_FIXTURE = ROOT / "crates" / "sluice-testkit" / "chart-rbac.yaml"
 
 
 class Failures:
@@ -193,9 +214,24 @@ def check_policies(objects: list[dict[str, Any]], f: Failures, label: str, names
             f"{label}: operator metrics port 8080")
 
     # The operator's ClusterRole is exactly the committed `sluice-operator rbac` output.
+    rules = yaml.safe_load(RULES_FILE.read_text())
     role = one(objects, "ClusterRole", by_component("operator"))
-    f.check(role["rules"] == yaml.safe_load(RULES_FILE.read_text()),
+    f.check(role["rules"] == rules["cluster"],
             f"{label}: the operator's ClusterRole differs from {RULES_FILE.relative_to(ROOT)}")
+    ns_role = one(objects, "Role", by_component("operator"))
+    f.check(ns_role["rules"] == rules["systemNamespace"] and ns_role["metadata"]["namespace"] == namespace,
+            f"{label}: the operator's Role in {namespace} differs from {RULES_FILE.relative_to(ROOT)}")
+    # Its writes are limited to tenant namespaces, for its ServiceAccount alone.
+    policies = [o for o in objects if o["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = {o["spec"]["policyName"] for o in objects if o["kind"] == "ValidatingAdmissionPolicyBinding"}
+    f.check(len(policies) == 2, f"{label}: two admission policies for the operator")
+    sa = f"system:serviceaccount:{namespace}:{RELEASE}-operator"
+    for p in policies:
+        name = p["metadata"]["name"]
+        f.check(name in bindings, f"{label}: admission policy {name} is bound")
+        f.check(p["spec"]["failurePolicy"] == "Fail", f"{label}: admission policy {name} fails closed")
+        f.check(sa in p["spec"]["matchConditions"][0]["expression"],
+                f"{label}: admission policy {name} matches the operator's ServiceAccount {sa}")
 
     # The API: probes, and its secrets come from Secrets.
     api = one(objects, "Deployment", by_component("api"))
@@ -295,11 +331,30 @@ def check_sets(out: Path) -> int:
     return 1 if f.messages else 0
 
 
+def write_rbac(out: Path) -> int:
+    chart = helm.Chart.load(CHART)
+    namespace, values = values_sets()["default"]
+    objects = [strip_source(o) for o in render(chart, values, namespace) if o["kind"] in RBAC_KINDS]
+    chart.close()
+    objects.sort(key=lambda o: RBAC_KINDS.index(o["kind"]))
+    header = (
+        "# The RBAC of the chart's default rendering (release sluice in sluice-system): what the\n"
+        "# tests install into kubesim, so that the operator and the API run under it.\n"
+        "# Generated, do not edit; regenerate with:\n"
+        "#   scripts/check-chart.sh --write-rbac\n"
+    )
+    out.write_text(header + yaml.safe_dump_all(objects, sort_keys=False))
+    print(f"   {len(objects)} RBAC objects written to {out}")
+    return 0
+
+
 def same_rules(a: Path, b: Path) -> int:
     granted = yaml.safe_load(a.read_text())
     wanted = yaml.safe_load(b.read_text())
     if isinstance(granted, dict):  # a whole ClusterRole
         granted = granted.get("rules", [])
+    if isinstance(wanted, dict):  # `sluice-operator rbac`: the ClusterRole's rules
+        wanted = wanted["cluster"]
     if granted != wanted:
         print(f"FAIL the rules differ:\n  granted: {json.dumps(granted)}\n  wanted:  {json.dumps(wanted)}",
               file=sys.stderr)
@@ -313,6 +368,8 @@ def main(argv: list[str]) -> int:
         out = Path(argv[2])
         out.mkdir(parents=True, exist_ok=True)
         return check_sets(out)
+    if len(argv) == 3 and argv[1] == "rbac":
+        return write_rbac(Path(argv[2]))
     if len(argv) == 4 and argv[1] == "same-rules":
         return same_rules(Path(argv[2]), Path(argv[3]))
     print(__doc__, file=sys.stderr)

@@ -19,9 +19,23 @@ pub fn nats_url() -> String {
     std::env::var("SLUICE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
-/// A kube client for the simulated cluster.
+/// A kube client for the simulated cluster, as its administrator (the tests' own actions, as
+/// a platform operator or a tenant would take them).
 pub fn client(sim: &SimCluster) -> Client {
     Client::try_from(Config::new(sim.url().parse().unwrap())).unwrap()
+}
+
+/// A kube client with the operator's ServiceAccount token: kubesim lets it do exactly what the
+/// Helm chart's RBAC and admission policies grant.
+pub fn operator_client(sim: &SimCluster) -> Client {
+    client_with_token(sim, &sim.operator_token())
+}
+
+/// A kube client that sends `token`.
+pub fn client_with_token(sim: &SimCluster, token: &str) -> Client {
+    let mut config = Config::new(sim.url().parse().unwrap());
+    config.auth_info.token = Some(token.to_string().into());
+    Client::try_from(config).unwrap()
 }
 
 /// The operator, running in this process until [`Operator::stop`].
@@ -32,8 +46,14 @@ pub struct Operator {
 
 impl Operator {
     /// Starts the operator with the default configuration against the shared NATS server,
-    /// with leader election when `lease` is given.
-    pub fn start(client: Client, lease: Option<LeaseConfig>) -> Self {
+    /// with leader election when `lease` is given, as the chart runs it: with its
+    /// ServiceAccount's token, under the chart's RBAC.
+    pub fn start(sim: &SimCluster, lease: Option<LeaseConfig>) -> Self {
+        Self::start_as(operator_client(sim), lease)
+    }
+
+    /// Starts the operator with `client`'s identity.
+    pub fn start_as(client: Client, lease: Option<LeaseConfig>) -> Self {
         let (tx, rx) = oneshot::channel::<()>();
         let opts = RunOptions {
             config: OperatorConfig {
