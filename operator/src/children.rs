@@ -5,15 +5,23 @@
 //! differs from what is desired, so a converged reconcile writes nothing; a child edited or
 //! deleted by hand is restored. Every write is counted in `sluice_operator_api_writes_total`
 //! under the child's kind.
+//!
+//! Before a child is written, its controller (the owner reference marked `controller`) is read
+//! afresh from the API: a child is never written for a Tenant or Pipeline that is being
+//! deleted, is gone, or was replaced by a new object of the same name since the reconcile read
+//! it (the controller's cache can be that stale). Such a child would outlive its owner until
+//! the garbage collector found it, and a route's workers would run meanwhile.
 
 use crate::context::Context;
 use crate::error::Error;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sluice_crd::{Pipeline, Tenant};
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 
@@ -102,6 +110,9 @@ pub async fn apply<K: Child>(ctx: &Context, desired: &K) -> Result<Outcome, Erro
     {
         return Ok(Outcome::Unchanged);
     }
+    if let Some(owner) = controller_of(desired) {
+        confirm_owner(ctx, owner, meta.namespace.as_deref().unwrap_or_default()).await?;
+    }
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -110,6 +121,51 @@ pub async fn apply<K: Child>(ctx: &Context, desired: &K) -> Result<Outcome, Erro
     .await?;
     ctx.count_write(&K::kind(&()));
     Ok(Outcome::Written)
+}
+
+/// The owner reference marked `controller` of an object, if any.
+fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Whether an owner read now still is the one `owner` names: same uid, not being deleted.
+pub fn is_live_owner(owner: &OwnerReference, live: Option<&kube::api::ObjectMeta>) -> bool {
+    live.is_some_and(|m| {
+        m.uid.as_deref() == Some(owner.uid.as_str()) && m.deletion_timestamp.is_none()
+    })
+}
+
+/// Reads `owner` (a Tenant, or a Pipeline in `namespace`) afresh, and fails with
+/// [`Error::OwnerGone`] unless it is still there, with its uid, and not being deleted.
+async fn confirm_owner(
+    ctx: &Context,
+    owner: &OwnerReference,
+    namespace: &str,
+) -> Result<(), Error> {
+    let live = match owner.kind.as_str() {
+        "Tenant" => Api::<Tenant>::all(ctx.client.clone())
+            .get_metadata_opt(&owner.name)
+            .await?
+            .map(|m| m.metadata),
+        "Pipeline" => Api::<Pipeline>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(&owner.name)
+            .await?
+            .map(|m| m.metadata),
+        // The operator's children have only these controllers.
+        _ => return Ok(()),
+    };
+    if is_live_owner(owner, live.as_ref()) {
+        return Ok(());
+    }
+    Err(Error::OwnerGone {
+        kind: owner.kind.clone(),
+        name: owner.name.clone(),
+        uid: owner.uid.clone(),
+    })
 }
 
 /// Deletes the `K` called `name` in `namespace`, if it exists.
@@ -188,6 +244,31 @@ pub async fn prune<K: Child>(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_owner_is_live_only_with_its_uid_and_no_deletion() {
+        let owner = OwnerReference {
+            kind: "Pipeline".into(),
+            name: "p".into(),
+            uid: "u1".into(),
+            controller: Some(true),
+            ..Default::default()
+        };
+        let meta = |uid: &str, deleting: bool| kube::api::ObjectMeta {
+            uid: Some(uid.into()),
+            deletion_timestamp: deleting.then(|| {
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())
+            }),
+            ..Default::default()
+        };
+        assert!(is_live_owner(&owner, Some(&meta("u1", false))));
+        assert!(!is_live_owner(&owner, Some(&meta("u2", false))), "replaced");
+        assert!(
+            !is_live_owner(&owner, Some(&meta("u1", true))),
+            "being deleted"
+        );
+        assert!(!is_live_owner(&owner, None), "gone");
+    }
 
     #[test]
     fn subset_ignores_what_the_server_adds() {

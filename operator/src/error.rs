@@ -37,6 +37,18 @@ pub enum Error {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The object a child was about to be written for is gone, being deleted, or was replaced
+    /// by a new one of the same name (another uid) since it was read: nothing is written, and
+    /// the reconcile of what is there now follows from the watch.
+    #[error("{kind} {name:?} is gone or being deleted (uid {uid}); its children are not written")]
+    OwnerGone {
+        /// The owner's kind.
+        kind: String,
+        /// The owner's name.
+        name: String,
+        /// The uid the children would have pointed at.
+        uid: String,
+    },
     /// This replica lost the leader lease; it must stop (and be restarted) so that only one
     /// replica acts.
     #[error("lost the leader lease")]
@@ -59,6 +71,7 @@ impl Error {
             Error::SinkCidr(_) => "sink_cidr",
             Error::Listen(..) => "listen",
             Error::Metrics(_) => "metrics",
+            Error::OwnerGone { .. } => "owner_gone",
             Error::LostLease => "lost_lease",
         }
     }
