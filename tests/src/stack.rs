@@ -183,11 +183,12 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator against `client` with `config`.
-    pub fn start(client: kube::Client, config: OperatorConfig) -> Self {
+    /// Starts the operator against `sim` with `config`, as the chart runs it: with its
+    /// ServiceAccount's token, so kubesim enforces the chart's RBAC and admission policies.
+    pub fn start(sim: &sluice_testkit::SimCluster, config: OperatorConfig) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run(
-            client,
+            client_with_token(sim, &sim.operator_token()),
             RunOptions {
                 config,
                 metrics_addr: None,
@@ -210,6 +211,21 @@ impl Operator {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(20), self.task).await;
     }
+}
+
+/// A kube client for `sim` that sends `token`.
+pub fn client_with_token(sim: &sluice_testkit::SimCluster, token: &str) -> kube::Client {
+    let mut config = kube::Config::new(sim.url().parse().expect("kubesim URL"));
+    config.auth_info.token = Some(token.to_string().into());
+    kube::Client::try_from(config).expect("client")
+}
+
+/// A kubeconfig for `sluice-api` as the chart runs it: its ServiceAccount's token.
+pub fn api_kubeconfig(sim: &sluice_testkit::SimCluster) -> PathBuf {
+    sim.kubeconfig_for(
+        sluice_testkit::RELEASE_NAMESPACE,
+        sluice_testkit::API_SERVICE_ACCOUNT,
+    )
 }
 
 /// `sluice-api serve` as a process, with its standard output and error captured in files.

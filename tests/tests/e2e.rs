@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use sluice_operator::config::OperatorConfig;
 use sluice_tests::SimCluster;
 use sluice_tests::stack::{
-    ApiClient, ApiProcess, Database, Operator, Processes, binary, eventually, nats_url,
-    start_worker,
+    ApiClient, ApiProcess, Database, Operator, Processes, api_kubeconfig, binary, eventually,
+    nats_url, start_worker,
 };
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,7 +80,7 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
         let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
         // The operator, in-process; the API, as a process.
         let operator = Operator::start(
-            client.clone(),
+            &sim,
             OperatorConfig {
                 nats_url: nats_url.clone(),
                 // The test's webhook receiver listens on loopback.
@@ -91,7 +91,7 @@ fn events_flow_from_the_api_through_the_routes_to_both_sinks() {
                 ..Default::default()
             },
         );
-        let api_process = ApiProcess::start(&api_bin, &db.url, &sim.kubeconfig, &nats_url, &[]).await;
+        let api_process = ApiProcess::start(&api_bin, &db.url, &api_kubeconfig(&sim), &nats_url, &[]).await;
         let admin = api_process.admin_token.clone();
         let api = ApiClient::new(&api_process.base);
 

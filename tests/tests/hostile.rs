@@ -23,8 +23,8 @@ use sluice_operator::config::OperatorConfig;
 use sluice_tests::SimCluster;
 use sluice_tests::load::{Load, Tenant, stored_ids};
 use sluice_tests::stack::{
-    ApiClient, ApiProcess, Database, Operator, Processes, binary, eventually, eventually_within,
-    nats_url, start_worker,
+    ApiClient, ApiProcess, Database, Operator, Processes, api_kubeconfig, binary, eventually,
+    eventually_within, nats_url, start_worker,
 };
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -205,14 +205,14 @@ async fn setup<'a>(
         kube::Client::try_from(kube::Config::new(sim.url().parse().expect("url"))).expect("client");
     let nats_url = nats_url();
     let operator = Operator::start(
-        client.clone(),
+        sim,
         OperatorConfig {
             nats_url: nats_url.clone(),
             ..Default::default()
         },
     );
     let api_process =
-        ApiProcess::start(api_bin, database_url, &sim.kubeconfig, &nats_url, &[]).await;
+        ApiProcess::start(api_bin, database_url, &api_kubeconfig(sim), &nats_url, &[]).await;
     let api = ApiClient::new(&api_process.base);
     let admin = api_process.admin_token.clone();
     let nats = async_nats::connect(&nats_url).await.expect("NATS");
