@@ -653,3 +653,63 @@ fn imperative_creates_send_protobuf_that_is_decoded_whole() {
     ]);
     assert!(err.contains("Invalid value: \"1web\""), "{err}");
 }
+
+/// The chart's admission policies, as kubectl users meet them: RBAC lets the operator's
+/// identity create Deployments (`kubectl auth can-i` says yes), and the policy refuses one in
+/// `kube-system` with the real server's wording. Other identities are not bound by it.
+#[test]
+fn the_operators_admission_policy_refuses_it_outside_tenant_namespaces() {
+    let sim = SimCluster::start();
+    let operator = "--as=system:serviceaccount:sluice-system:sluice-operator";
+    assert_eq!(
+        sim.kubectl_ok(&[
+            "auth",
+            "can-i",
+            "create",
+            "deployments",
+            "-n",
+            "kube-system",
+            operator
+        ])
+        .trim(),
+        "yes",
+        "RBAC alone would allow it"
+    );
+    let out = sim.kubectl(&[
+        "auth",
+        "can-i",
+        "get",
+        "secrets",
+        "-n",
+        "kube-system",
+        operator,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
+    let err = sim.kubectl_err(&[
+        "create",
+        "deployment",
+        "intruder",
+        "--image=busybox",
+        "-n",
+        "kube-system",
+        operator,
+    ]);
+    assert!(
+        err.contains("ValidatingAdmissionPolicy 'sluice-operator-tenant-objects' with binding 'sluice-operator-tenant-objects' denied request: the operator writes only in the tenant namespaces it created, not in kube-system"),
+        "{err}"
+    );
+    // The administrator is not the operator: the policy does not apply.
+    sim.kubectl_ok(&[
+        "create",
+        "deployment",
+        "mine",
+        "--image=busybox",
+        "-n",
+        "kube-system",
+    ]);
+    let policies = sim.kubectl_ok(&["get", "validatingadmissionpolicies", "-o", "name"]);
+    assert!(
+        policies.contains("sluice-operator-namespaces"),
+        "{policies}"
+    );
+}
