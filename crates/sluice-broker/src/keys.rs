@@ -15,7 +15,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn key_type(self) -> KeyPairType {
+    pub(crate) fn key_type(self) -> KeyPairType {
         match self {
             Role::Operator => KeyPairType::Operator,
             Role::Account => KeyPairType::Account,
