@@ -41,6 +41,20 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "sluice.dev/v1alpha1";
 /// Category every Sluice resource belongs to (`kubectl get sluice`).
 pub const CATEGORY: &str = "sluice";
+/// The most sinks (so routes) a Pipeline has: the `maxItems` of `spec.sinks`.
+pub const MAX_SINKS: usize = 16;
+
+#[cfg(test)]
+mod max_sinks_tests {
+    #[test]
+    fn the_schema_allows_max_sinks() {
+        let crd = serde_json::to_value(<crate::Pipeline as kube::CustomResourceExt>::crd())
+            .expect("the CRD serializes");
+        let sinks = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["sinks"];
+        assert_eq!(sinks["maxItems"], super::MAX_SINKS);
+    }
+}
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

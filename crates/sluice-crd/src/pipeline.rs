@@ -91,7 +91,8 @@ pub struct PipelineSpec {
     /// Reshapes each kept event before delivery; events are delivered whole when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<Projection>,
-    /// Where events are delivered. Each sink becomes its own route; names are unique.
+    /// Where events are delivered. Each sink becomes its own route; names are unique. At most
+    /// 16.
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(min = 1, max = 16))]
     pub sinks: Vec<Sink>,

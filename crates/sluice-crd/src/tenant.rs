@@ -123,6 +123,11 @@ pub struct TenantQuota {
     /// Rate limits on events ingested through the API, over all the tenant's streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest: Option<IngestQuota>,
+    /// Maximum bytes of stream storage at the broker, over all the tenant's streams (dead-letter
+    /// streams included), as a Kubernetes quantity (`10Gi`). When the broker runs in operator
+    /// mode it enforces this itself: past it, the tenant's streams take no more events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<Quantity>,
 }
 
 /// Rate limits on ingest (a token bucket).

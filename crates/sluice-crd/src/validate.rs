@@ -301,6 +301,14 @@ pub fn tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     {
         e.add("spec.quota.memory", m);
     }
+    if let Some(storage) = &q.storage
+        && let Err(m) = quota::parse_memory_bytes(&storage.0)
+    {
+        e.add(
+            "spec.quota.storage",
+            m.replace("memory quantity", "storage quantity"),
+        );
+    }
     let rules = spec.isolation.iter().flat_map(|i| i.extra_egress.iter());
     for (i, rule) in rules.enumerate() {
         let at = format!("spec.isolation.extraEgress[{i}]");
@@ -338,6 +346,15 @@ pub fn tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
         }
     }
     e.0
+}
+
+/// A tenant's storage quota at the broker in bytes (an unparseable quantity does not
+/// constrain; [`tenant`] reports it).
+pub fn tenant_storage_bytes(spec: &TenantSpec) -> Option<u64> {
+    spec.quota
+        .storage
+        .as_ref()
+        .and_then(|s| quota::parse_memory_bytes(&s.0).ok())
 }
 
 /// A tenant's quota as limits for the arithmetic (unparseable quantities do not constrain;
