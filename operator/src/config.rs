@@ -33,6 +33,10 @@ pub struct OperatorConfig {
     /// Budget of one CEL evaluation in the workers (estimated steps), rendered into every
     /// route's configuration.
     pub max_evaluation_cost: u64,
+    /// The broker's operator key and system administrator, when NATS runs in operator mode:
+    /// the operator then runs an account per tenant (`crate::accounts`). `None`: one shared
+    /// account, no broker identities.
+    pub broker_auth: Option<crate::accounts::BrokerAuth>,
 }
 
 /// The tenant names reserved by default (the API refuses the same list).
@@ -68,6 +72,7 @@ impl Default for OperatorConfig {
                 .collect(),
             sink_policy: sluice_core::egress::SinkPolicy::default(),
             max_evaluation_cost: sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST,
+            broker_auth: None,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     /// The broker holding the streams' events.
     pub broker: Arc<dyn crate::stream::broker::Broker>,
+    /// The tenants' accounts at the broker, when it runs in operator mode.
+    pub accounts: Option<Arc<crate::accounts::Accounts>>,
     /// Asks the pipeline controller to reconcile a pipeline (used when an admission decision
     /// about a peer changed).
     pub requeue: UnboundedSender<ObjectRef<Pipeline>>,

@@ -13,6 +13,7 @@
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
 //! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].
 
+pub mod accounts;
 pub mod children;
 pub mod conditions;
 pub mod config;
@@ -31,6 +32,7 @@ pub mod tenant;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 pub use error::Error;
 
@@ -120,9 +122,43 @@ pub struct RunArgs {
     /// collection + 1) ^ comprehension nesting); events over it are dead-lettered.
     #[arg(long, env = "SLUICE_CEL_MAX_EVALUATION_COST", default_value_t = sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST, value_parser = clap::value_parser!(u64).range(1..))]
     pub cel_max_evaluation_cost: u64,
+    /// File holding the broker's operator seed (`SO…`), when NATS runs in operator mode: the
+    /// operator then gives every tenant its own NATS account. Needs
+    /// `--broker-admin-creds-file`.
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_OPERATOR_SEED_FILE",
+        requires = "broker_admin_creds_file"
+    )]
+    pub broker_operator_seed_file: Option<PathBuf>,
+    /// Creds file of the broker's system account administrator (with
+    /// `--broker-operator-seed-file`).
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_ADMIN_CREDS_FILE",
+        requires = "broker_operator_seed_file"
+    )]
+    pub broker_admin_creds_file: Option<PathBuf>,
 }
 
 impl RunArgs {
+    /// The broker identities the flags name, read from their files.
+    pub fn broker_auth(&self) -> Result<Option<accounts::BrokerAuth>, Error> {
+        let (Some(seed), Some(creds)) = (
+            &self.broker_operator_seed_file,
+            &self.broker_admin_creds_file,
+        ) else {
+            return Ok(None);
+        };
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).map_err(|e| Error::Broker(format!("{}: {e}", p.display())))
+        };
+        Ok(Some(accounts::BrokerAuth {
+            operator_seed: read(seed)?,
+            admin_creds: read(creds)?,
+        }))
+    }
+
     /// The run options these flags describe.
     pub fn options(&self) -> run::RunOptions {
         let mut config = config::OperatorConfig::default();
@@ -193,7 +229,8 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
             out.flush()?;
         }
         Command::Run(args) => {
-            let options = args.options();
+            let mut options = args.options();
+            options.config.broker_auth = args.broker_auth()?;
             sluice_core::egress::Egress::new(&options.config.sink_policy)?;
             let client = kube::Client::try_default().await.map_err(Error::Client)?;
             let shutdown = async {

@@ -49,6 +49,13 @@ pub async fn run(
 ) -> Result<(), Error> {
     let registry = prometheus::Registry::new();
     let metrics = Metrics::new(&registry)?;
+    let accounts = match &opts.config.broker_auth {
+        Some(auth) => Some(Arc::new(crate::accounts::Accounts::new(
+            &opts.config.nats_url,
+            auth,
+        )?)),
+        None => None,
+    };
     let ready = Arc::new(AtomicBool::new(false));
     let stop = Stop::on(shutdown);
     if let Some(addr) = opts.metrics_addr {
@@ -63,7 +70,7 @@ pub async fn run(
         }
         metrics.leader.set(1);
     }
-    let controllers = controllers(&client, &opts, &metrics, &stop);
+    let controllers = controllers(&client, &opts, accounts, &metrics, &stop);
     ready.store(true, Ordering::SeqCst);
     tracing::info!("controllers running");
     match &opts.leader_election {
@@ -154,6 +161,7 @@ async fn run_as_leader(
 fn controllers(
     client: &Client,
     opts: &RunOptions,
+    accounts: Option<Arc<crate::accounts::Accounts>>,
     metrics: &Metrics,
     stop: &Stop,
 ) -> impl std::future::Future<Output = ()> + use<> {
@@ -192,7 +200,11 @@ fn controllers(
         pipelines: store.clone(),
         pipelines_by_namespace: by_namespace.clone(),
         tenants,
-        broker: Arc::new(stream::broker::JetStream::new(&opts.config.nats_url)),
+        broker: Arc::new(stream::broker::JetStream::new(
+            &opts.config.nats_url,
+            accounts.clone(),
+        )),
+        accounts,
         requeue: requeue_tx,
     });
     let pipelines = pipeline_controller(

@@ -51,7 +51,11 @@ fn context(sim: &SimCluster, pipelines: &[Pipeline]) -> Arc<Context> {
         pipelines: store,
         pipelines_by_namespace: index,
         tenants,
-        broker: Arc::new(sluice_operator::stream::broker::JetStream::new(&nats_url())),
+        broker: Arc::new(sluice_operator::stream::broker::JetStream::new(
+            &nats_url(),
+            None,
+        )),
+        accounts: None,
         requeue,
     })
 }

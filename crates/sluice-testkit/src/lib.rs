@@ -10,7 +10,13 @@
 //! operator's tests run it with [`SimCluster::operator_token`], so kubesim enforces exactly
 //! what the chart grants.
 //!
-//! It depends only on kubesim and sluice-crd, so any crate may dev-depend on it without a cycle.
+//! [`nats::OperatorModeNats`] runs a nats-server in operator mode for tests of tenant
+//! accounts.
+//!
+//! It depends only on kubesim, sluice-crd and sluice-broker, so any crate may dev-depend on it
+//! without a cycle.
+
+pub mod nats;
 
 use kubesim::{Cluster, Server};
 use serde_json::Value;

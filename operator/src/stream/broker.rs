@@ -2,7 +2,9 @@
 //! [`JetStream`] implements it with NATS JetStream (a Kafka topic implementation would fit the
 //! same trait: a topic per stream, partitions, retention).
 
+use crate::accounts::Accounts;
 use futures::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -21,6 +23,9 @@ pub struct StreamSettings {
     pub replicas: usize,
     /// Partitions (Kafka); JetStream streams are not partitioned.
     pub partitions: usize,
+    /// The uid of the stream's Tenant: with a broker in operator mode, the stream lives in
+    /// that tenant's account.
+    pub tenant_uid: Option<String>,
 }
 
 /// What the broker reports about a stream.
@@ -51,35 +56,55 @@ pub trait Broker: Send + Sync {
         settings: &'a StreamSettings,
     ) -> BoxFuture<'a, Result<StreamState, BrokerError>>;
     /// Deletes the stream and its messages; deleting a missing stream succeeds.
-    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BrokerError>>;
+    fn delete<'a>(&'a self, settings: &'a StreamSettings)
+    -> BoxFuture<'a, Result<(), BrokerError>>;
 }
 
 /// NATS JetStream. Connects on first use, so the operator starts while the broker is down.
+/// With tenant accounts (operator mode), each tenant's streams are made in its account, as its
+/// stream manager, over that account's connection ([`Accounts::client`]).
 pub struct JetStream {
     url: String,
-    context: OnceCell<async_nats::jetstream::Context>,
+    accounts: Option<Arc<Accounts>>,
+    shared: OnceCell<async_nats::jetstream::Context>,
 }
 
 impl JetStream {
-    /// A broker at `url`.
-    pub fn new(url: &str) -> Self {
+    /// A broker at `url`; with `accounts`, each tenant's streams are in its account.
+    pub fn new(url: &str, accounts: Option<Arc<Accounts>>) -> Self {
         JetStream {
             url: url.to_string(),
-            context: OnceCell::new(),
+            accounts,
+            shared: OnceCell::new(),
         }
     }
 
-    async fn js(&self) -> Result<&async_nats::jetstream::Context, BrokerError> {
-        self.context
-            .get_or_try_init(|| async {
-                let client = async_nats::ConnectOptions::new()
-                    .connection_timeout(Duration::from_secs(5))
-                    .connect(self.url.as_str())
-                    .await
-                    .map_err(|e| BrokerError::Unavailable(format!("{}: {e}", self.url)))?;
-                Ok(async_nats::jetstream::new(client))
-            })
+    async fn js(
+        &self,
+        settings: &StreamSettings,
+    ) -> Result<async_nats::jetstream::Context, BrokerError> {
+        let Some(accounts) = &self.accounts else {
+            return self
+                .shared
+                .get_or_try_init(|| async {
+                    let client = async_nats::ConnectOptions::new()
+                        .connection_timeout(Duration::from_secs(5))
+                        .connect(self.url.as_str())
+                        .await
+                        .map_err(|e| BrokerError::Unavailable(format!("{}: {e}", self.url)))?;
+                    Ok(async_nats::jetstream::new(client))
+                })
+                .await
+                .cloned();
+        };
+        let uid = settings.tenant_uid.as_deref().ok_or_else(|| {
+            BrokerError::Refused("a stream outside any tenant has no account".into())
+        })?;
+        let client = accounts
+            .client(uid)
             .await
+            .map_err(BrokerError::Unavailable)?;
+        Ok(async_nats::jetstream::new(client))
     }
 }
 
@@ -101,7 +126,7 @@ impl Broker for JetStream {
         settings: &'a StreamSettings,
     ) -> BoxFuture<'a, Result<StreamState, BrokerError>> {
         Box::pin(async move {
-            let js = self.js().await?;
+            let js = self.js(settings).await?;
             let wanted = config(settings);
             let mut stream = js
                 .get_or_create_stream(wanted.clone())
@@ -133,10 +158,13 @@ impl Broker for JetStream {
         })
     }
 
-    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+    fn delete<'a>(
+        &'a self,
+        settings: &'a StreamSettings,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let js = self.js().await?;
-            match js.delete_stream(name).await {
+            let js = self.js(settings).await?;
+            match js.delete_stream(&settings.name).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.to_string().contains("not found") => Ok(()),
                 Err(e) => Err(BrokerError::Refused(e.to_string())),

@@ -43,8 +43,8 @@ pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, Erro
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// The broker settings of a Stream of `tenant`.
-pub fn settings(tenant: &str, s: &Stream) -> StreamSettings {
+/// The broker settings of a Stream of `tenant` (whose uid is `tenant_uid`).
+pub fn settings(tenant: &str, tenant_uid: Option<String>, s: &Stream) -> StreamSettings {
     let name = s.name_any();
     let retention = s.spec.retention.clone().unwrap_or_default();
     StreamSettings {
@@ -58,6 +58,7 @@ pub fn settings(tenant: &str, s: &Stream) -> StreamSettings {
         max_bytes: retention.max_bytes,
         replicas: s.spec.replicas.max(1) as usize,
         partitions: s.spec.partitions.max(1) as usize,
+        tenant_uid,
     }
 }
 
@@ -73,9 +74,12 @@ enum Verdict {
 async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let tenant = names::tenant_of_namespace(&ns);
-    let verdict = validate_and_admit(s, &ns, tenant, ctx).await?;
+    let (verdict, found) = validate_and_admit(s, &ns, tenant, ctx).await?;
     let provisioned = match (&verdict, tenant) {
-        (Verdict::Accepted, Some(t)) => Some(ctx.broker.ensure(&settings(t, s)).await),
+        (Verdict::Accepted, Some(t)) => {
+            let uid = found.as_ref().and_then(|f| f.uid());
+            Some(ctx.broker.ensure(&settings(t, uid, s)).await)
+        }
         _ => None,
     };
     let requeue = match provisioned {
@@ -87,14 +91,14 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-/// The verdict on the Stream: nothing is provisioned for a reserved tenant, in a namespace
-/// the operator did not create, for an invalid spec, or beyond `maxStreams`.
+/// The verdict on the Stream, and its Tenant: nothing is provisioned for a reserved tenant, in
+/// a namespace the operator did not create, for an invalid spec, or beyond `maxStreams`.
 async fn validate_and_admit(
     s: &Stream,
     ns: &str,
     tenant: Option<&str>,
     ctx: &Context,
-) -> Result<Verdict, Error> {
+) -> Result<(Verdict, Option<Tenant>), Error> {
     let found = match tenant {
         Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
         None => None,
@@ -104,7 +108,7 @@ async fn validate_and_admit(
         _ => None,
     };
     let errors = sluice_crd::validate::stream(&s.spec);
-    Ok(match (&found, refused) {
+    let verdict = match (&found, refused) {
         (_, Some(why)) => Verdict::Refused(Reason::NoTenant, why),
         (None, None) => Verdict::Refused(
             Reason::NoTenant,
@@ -114,7 +118,8 @@ async fn validate_and_admit(
             Verdict::Refused(Reason::InvalidSpec, sluice_crd::validate::describe(&errors))
         }
         (Some(t), None) => admit(s, t, ctx).await?,
-    })
+    };
+    Ok((verdict, found))
 }
 
 /// The Stream's next status (pure): its conditions, and its subject once provisioned.
@@ -232,13 +237,27 @@ async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Er
     }
 }
 
+/// Removes the broker stream. With tenant accounts, a stream whose Tenant is gone or being
+/// deleted is left to the Tenant's own cleanup, which deletes every stream of its account and
+/// then the account.
 async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
-    if let Some(tenant) = names::tenant_of_namespace(&ns) {
-        ctx.broker
-            .delete(&subjects::jetstream_name(tenant, &s.name_any()))
-            .await
-            .map_err(|e| Error::Broker(e.to_string()))?;
-    }
+    let Some(tenant) = names::tenant_of_namespace(&ns) else {
+        return Ok(Action::await_change());
+    };
+    let uid = match &ctx.accounts {
+        None => None,
+        Some(_) => match Api::<Tenant>::all(ctx.client.clone())
+            .get_opt(tenant)
+            .await?
+        {
+            Some(t) if t.meta().deletion_timestamp.is_none() => t.uid(),
+            _ => return Ok(Action::await_change()),
+        },
+    };
+    ctx.broker
+        .delete(&settings(tenant, uid, s))
+        .await
+        .map_err(|e| Error::Broker(e.to_string()))?;
     Ok(Action::await_change())
 }

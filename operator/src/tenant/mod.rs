@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use sluice_core::{names, quota};
 use sluice_crd::{ConditionType, Pipeline, Stream, Tenant, TenantStatus, TenantUsage};
@@ -23,22 +24,44 @@ use std::sync::Arc;
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = Tenant::CONTROLLER;
 
+/// The finalizer that deletes a tenant's broker account (only with tenant accounts).
+pub const ACCOUNT_FINALIZER: &str = "sluice.dev/broker-account";
+
 /// Reconciles one Tenant: validate → build its children (pure, `desired`) → apply → prune →
-/// status.
+/// status. With tenant accounts at the broker, its account is created and kept in line with its
+/// quota, and a finalizer deletes it (with its streams) when the Tenant goes.
 #[tracing::instrument(skip_all, fields(tenant = %t.name_any()))]
 pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
+    let holds_finalizer = t.finalizers().iter().any(|f| f == ACCOUNT_FINALIZER);
+    if ctx.accounts.is_none() && !holds_finalizer {
+        return reconcile_tenant(&t, &ctx).await;
+    }
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    finalizer(&api, ACCOUNT_FINALIZER, t, |event| async {
+        match event {
+            Finalizer::Apply(t) => reconcile_tenant(&t, &ctx).await,
+            Finalizer::Cleanup(t) => remove_account(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn reconcile_tenant(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
     if t.meta().deletion_timestamp.is_some() {
-        // The operator puts no finalizer on Tenants: one is seen being deleted only while
-        // something else holds it (e.g. foreground deletion of its namespace). The namespace
+        // Held by something else (e.g. foreground deletion of its namespace). The namespace
         // is owned by the tenant: the garbage collector removes it, and the namespace takes
         // everything in it.
         return Ok(Action::await_change());
     }
-    let ready = match refusal_condition(&t, &ctx).await? {
+    let ready = match refusal_condition(t, ctx).await? {
         Some(refused) => refused,
         None => {
-            apply(&t, &ctx).await?;
+            apply(t, ctx).await?;
+            if let Some(accounts) = &ctx.accounts {
+                accounts.ensure(t).await?;
+            }
             Desired::holds(
                 ConditionType::Ready,
                 Reason::NamespaceReady,
@@ -49,9 +72,22 @@ pub async fn reconcile(t: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Erro
             )
         }
     };
-    let usage = usage(&t, &ctx).await?;
-    reconcile::write_status(&ctx, t.as_ref(), &status(&t, ready, usage)).await?;
+    let usage = usage(t, ctx).await?;
+    reconcile::write_status(ctx, t, &status(t, ready, usage)).await?;
     Ok(Action::requeue(ctx.config.resync))
+}
+
+/// Deletes the tenant's streams and account at the broker. Without tenant accounts (the
+/// operator was started without them since), there is nothing it can do: it lets go.
+async fn remove_account(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
+    match &ctx.accounts {
+        Some(accounts) => accounts.remove(t).await?,
+        None => tracing::warn!(
+            tenant = %t.name_any(),
+            "the operator runs without broker accounts: the tenant's account is left at the broker"
+        ),
+    }
+    Ok(Action::await_change())
 }
 
 /// The `Ready` condition of a tenant the operator sets nothing up for, if it is one: nothing

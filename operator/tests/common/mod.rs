@@ -54,12 +54,21 @@ impl Operator {
 
     /// Starts the operator with `client`'s identity.
     pub fn start_as(client: Client, lease: Option<LeaseConfig>) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        let opts = RunOptions {
-            config: OperatorConfig {
+        Self::start_with(
+            client,
+            OperatorConfig {
                 nats_url: nats_url(),
                 ..Default::default()
             },
+            lease,
+        )
+    }
+
+    /// Starts the operator with `client`'s identity and `config`.
+    pub fn start_with(client: Client, config: OperatorConfig, lease: Option<LeaseConfig>) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let opts = RunOptions {
+            config,
             metrics_addr: None,
             leader_election: lease,
         };

@@ -1,0 +1,305 @@
+//! Tenant accounts at the broker (NATS operator mode), when the operator is given the broker's
+//! operator key ([`BrokerAuth`]): every admitted Tenant gets its own NATS account, whose
+//! JetStream limits come from the Tenant's quota, so the broker itself refuses growth past
+//! it; deleting the Tenant deletes its streams and its account, which closes every connection
+//! holding its credentials. `docs/broker.md` has the design.
+//!
+//! The account key is derived from the operator seed and the Tenant's uid
+//! (`sluice_broker::derive`), so nothing per tenant is stored; a Tenant recreated under the same
+//! name gets a new account. The operator provisions a tenant's streams as the account's
+//! stream manager, a user whose key is derived the same way.
+
+use crate::error::Error;
+use kube::ResourceExt;
+use nkeys::KeyPair;
+use sluice_broker::claims::{AccountClaims, UserClaims};
+use sluice_broker::creds::creds_file;
+use sluice_broker::limits::{AccountLimits, BrokerQuota};
+use sluice_broker::{AccountAdmin, derive, jwt, keys, permissions};
+use sluice_crd::Tenant;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The most sinks a pipeline has, so the most durable consumers (one per route) it needs.
+pub const CONSUMERS_PER_PIPELINE: u64 = sluice_crd::MAX_SINKS as u64;
+/// Connections one worker replica opens at most: its source (shared with its dead letters)
+/// and a NATS or JetStream sink.
+pub const CONNECTIONS_PER_WORKER: u64 = 2;
+/// Connections of the platform in each account: the operator's stream manager, and the API's
+/// ingest connection.
+pub const PLATFORM_CONNECTIONS: u64 = 2;
+/// The name of the stream manager user in every tenant account.
+pub const STREAM_MANAGER: &str = "stream-manager";
+/// The name of the ingest user in every tenant account.
+pub const INGEST: &str = "ingest";
+
+/// What the operator needs to run the broker's accounts: the operator key and the system
+/// account administrator's creds (both from `sluice_broker::Bootstrap`).
+#[derive(Clone)]
+pub struct BrokerAuth {
+    /// The operator's seed (`SO…`).
+    pub operator_seed: String,
+    /// The creds file text of the system account's administrator.
+    pub admin_creds: String,
+}
+
+impl std::fmt::Debug for BrokerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerAuth { .. }")
+    }
+}
+
+/// The broker quota of a tenant, from its spec (pure): its storage, one consumer per route of
+/// its most pipelines, and the connections of its most workers plus the platform's.
+pub fn broker_quota(t: &Tenant) -> BrokerQuota {
+    let q = &t.spec.quota;
+    let count = |v: Option<i32>| v.map(|v| v.max(0) as u64);
+    BrokerQuota {
+        storage_bytes: sluice_crd::validate::tenant_storage_bytes(&t.spec),
+        consumers: count(q.max_pipelines).map(|p| p.saturating_mul(CONSUMERS_PER_PIPELINE)),
+        connections: count(q.max_parallelism).map(|w| {
+            w.saturating_mul(CONNECTIONS_PER_WORKER)
+                .saturating_add(PLATFORM_CONNECTIONS)
+        }),
+    }
+}
+
+/// The account claims of a tenant (pure, but for the time they are issued at).
+pub fn account_claims(operator: &KeyPair, account: &str, t: &Tenant, iat: u64) -> AccountClaims {
+    let limits = AccountLimits::for_tenant(
+        &sluice_crd::validate::tenant_limits(&t.spec),
+        &broker_quota(t),
+    );
+    AccountClaims::account(&operator.public_key(), account, &t.name_any(), &limits, iat)
+}
+
+/// The broker's accounts, as the operator runs them.
+pub struct Accounts {
+    url: String,
+    operator: KeyPair,
+    admin_creds: String,
+    admin: OnceCell<AccountAdmin>,
+    /// What was last pushed for each account (its claims without the issue time), so a
+    /// converged tenant sends nothing.
+    pushed: Mutex<HashMap<String, String>>,
+    /// The stream manager's connection of each tenant account (by tenant uid).
+    clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
+}
+
+/// What identifies a set of claims, whenever they are issued.
+fn fingerprint(claims: &AccountClaims) -> String {
+    let mut c = claims.clone();
+    c.iat = 0;
+    c.jti = String::new();
+    serde_json::to_string(&c).unwrap_or_default()
+}
+
+impl Accounts {
+    /// The accounts of the broker at `url`.
+    pub fn new(url: &str, auth: &BrokerAuth) -> Result<Self, Error> {
+        let operator = keys::from_seed(keys::Role::Operator, auth.operator_seed.trim())
+            .map_err(|e| Error::Broker(format!("the broker operator seed: {e}")))?;
+        Ok(Accounts {
+            url: url.to_string(),
+            operator,
+            admin_creds: auth.admin_creds.clone(),
+            admin: OnceCell::new(),
+            pushed: Mutex::default(),
+            clients: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// The public key of the account of the tenant whose uid is `uid`.
+    pub fn account_of(&self, uid: &str) -> String {
+        derive::account_key(&self.operator, uid).public_key()
+    }
+
+    async fn admin(&self) -> Result<&AccountAdmin, Error> {
+        self.admin
+            .get_or_try_init(|| async {
+                AccountAdmin::connect(&self.url, &self.admin_creds, self.operator.clone()).await
+            })
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.pushed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates the tenant's account, or brings its limits in line with the quota; sends
+    /// nothing when the broker already has these claims from this operator. Answers the
+    /// account's public key.
+    pub async fn ensure(&self, t: &Tenant) -> Result<String, Error> {
+        let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
+        let account = derive::account_key(&self.operator, &uid);
+        let claims = account_claims(&self.operator, &account.public_key(), t, jwt::now());
+        let print = fingerprint(&claims);
+        if self.lock().get(&uid) == Some(&print) {
+            return Ok(account.public_key());
+        }
+        let token =
+            jwt::encode(claims, &self.operator).map_err(|e| Error::Broker(e.to_string()))?;
+        self.admin()
+            .await?
+            .upsert_account(&token)
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        self.lock().insert(uid, print);
+        Ok(account.public_key())
+    }
+
+    /// The creds of the stream manager of the tenant whose uid is `uid`: the JetStream API of
+    /// its account, nothing else.
+    pub fn stream_manager_creds(&self, uid: &str) -> Result<String, Error> {
+        self.user_creds(uid, STREAM_MANAGER, permissions::stream_manager())
+    }
+
+    /// The creds of the ingest user of `tenant` (uid `uid`): publishing its streams' events
+    /// subjects, nothing else.
+    pub fn ingest_creds(&self, tenant: &str, uid: &str) -> Result<String, Error> {
+        self.user_creds(uid, INGEST, permissions::ingest(tenant))
+    }
+
+    /// The creds of the platform user `purpose` in the account of the tenant whose uid is
+    /// `uid`, with `permissions`; its key is derived, its JWT issued now.
+    fn user_creds(
+        &self,
+        uid: &str,
+        purpose: &str,
+        permissions: sluice_broker::Permissions,
+    ) -> Result<String, Error> {
+        let account = derive::account_key(&self.operator, uid);
+        let user = derive::user_key(&self.operator, &account.public_key(), purpose);
+        let claims = UserClaims::user(
+            &account.public_key(),
+            &user.public_key(),
+            purpose,
+            permissions,
+            jwt::now(),
+        );
+        let token = jwt::encode(claims, &account).map_err(|e| Error::Broker(e.to_string()))?;
+        Ok(creds_file(&token, &keys::seed(&user)))
+    }
+
+    /// The stream manager's connection to the account of the tenant whose uid is `uid`, made
+    /// on first use and kept.
+    pub async fn client(&self, uid: &str) -> Result<async_nats::Client, String> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(uid) {
+            return Ok(c.clone());
+        }
+        let creds = self.stream_manager_creds(uid).map_err(|e| e.to_string())?;
+        let client = connect(&self.url, &creds).await?;
+        clients.insert(uid.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Deletes the tenant's streams and then its account (closing every connection with its
+    /// credentials). A tenant whose account does not exist is done at once.
+    pub async fn remove(&self, t: &Tenant) -> Result<(), Error> {
+        let Some(uid) = t.uid() else {
+            return Ok(());
+        };
+        let account = self.account_of(&uid);
+        self.purge_streams(&uid).await?;
+        let message = self
+            .admin()
+            .await?
+            .delete_accounts(std::slice::from_ref(&account))
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        tracing::info!(tenant = %t.name_any(), %account, %message, "broker account deleted");
+        self.lock().remove(&uid);
+        if let Some(client) = self.clients.lock().await.remove(&uid) {
+            drop(client);
+        }
+        Ok(())
+    }
+
+    /// Deletes every stream of the tenant's account, as its stream manager.
+    async fn purge_streams(&self, uid: &str) -> Result<(), Error> {
+        use futures::TryStreamExt;
+        let client = match self.client(uid).await {
+            Ok(c) => c,
+            // The account is unknown to the broker (never created, or deleted already).
+            Err(e) if e.contains("uthorization") => return Ok(()),
+            Err(e) => return Err(Error::Broker(e)),
+        };
+        let js = async_nats::jetstream::new(client);
+        let names: Vec<String> = js
+            .stream_names()
+            .try_collect()
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))?;
+        for name in names {
+            js.delete_stream(&name)
+                .await
+                .map_err(|e| Error::Broker(format!("deleting stream {name}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A client of the broker at `url` with `creds` (a creds file's text).
+pub async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
+    async_nats::ConnectOptions::with_credentials(creds)
+        .map_err(|e| format!("credentials: {e}"))?
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(quota: serde_json::Value) -> Tenant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "acme", "uid": "u-1"},
+            "spec": {"quota": quota}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_broker_quota_follows_the_tenant_quota() {
+        let q = broker_quota(&tenant(serde_json::json!({
+            "maxPipelines": 3, "maxParallelism": 10, "storage": "1Gi"
+        })));
+        assert_eq!(q.storage_bytes, Some(1 << 30));
+        assert_eq!(q.consumers, Some(3 * CONSUMERS_PER_PIPELINE));
+        assert_eq!(
+            q.connections,
+            Some(10 * CONNECTIONS_PER_WORKER + PLATFORM_CONNECTIONS)
+        );
+        assert_eq!(
+            broker_quota(&tenant(serde_json::json!({}))),
+            BrokerQuota::default()
+        );
+    }
+
+    #[test]
+    fn claims_carry_the_limits_and_their_fingerprint_ignores_the_issue_time() {
+        let op = keys::generate(keys::Role::Operator);
+        let t = tenant(serde_json::json!({"maxStreams": 4, "storage": "64Ki"}));
+        let a = account_claims(&op, "AXYZ", &t, 1);
+        assert_eq!(a.nats.limits.disk_storage, 65536);
+        assert_eq!(a.nats.limits.streams, 4);
+        assert_eq!(a.nats.limits.mem_storage, 0);
+        let mut later = account_claims(&op, "AXYZ", &t, 2);
+        later.jti = "other".into();
+        assert_eq!(fingerprint(&a), fingerprint(&later));
+        let bigger = account_claims(
+            &op,
+            "AXYZ",
+            &tenant(serde_json::json!({"maxStreams": 5})),
+            1,
+        );
+        assert_ne!(fingerprint(&a), fingerprint(&bigger));
+    }
+}
