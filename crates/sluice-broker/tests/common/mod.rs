@@ -6,11 +6,10 @@
 
 use async_nats::jetstream;
 use nkeys::KeyPair;
-use sluice_broker::claims::{AccountClaims, OperatorClaims, UserClaims};
+use sluice_broker::claims::{AccountClaims, UserClaims};
 use sluice_broker::keys::{Role, generate, seed};
 use sluice_broker::limits::AccountLimits;
-use sluice_broker::permissions::{self, Permissions};
-use sluice_broker::server_config::ServerConfig;
+use sluice_broker::permissions::Permissions;
 use sluice_broker::{AccountAdmin, creds::creds_file, jwt};
 use std::future::Future;
 use std::net::{TcpListener, TcpStream};
@@ -153,58 +152,13 @@ impl Broker {
     /// Starts nats-server in operator mode with a full resolver: a new operator, a system
     /// account and its administrator.
     pub fn start() -> Broker {
-        let operator = generate(Role::Operator);
-        let system = generate(Role::Account);
-        let admin = generate(Role::User);
-        let now = jwt::now();
-        let operator_jwt = jwt::encode(
-            OperatorClaims::operator(
-                &operator.public_key(),
-                "sluice-test",
-                &system.public_key(),
-                now,
-            ),
-            &operator,
-        )
-        .unwrap();
-        let system_jwt = jwt::encode(
-            AccountClaims::account(
-                &operator.public_key(),
-                &system.public_key(),
-                "SYS",
-                &AccountLimits::system(),
-                now,
-            ),
-            &operator,
-        )
-        .unwrap();
-        let admin_jwt = jwt::encode(
-            UserClaims::user(
-                &system.public_key(),
-                &admin.public_key(),
-                "account-admin",
-                permissions::account_admin(),
-                now,
-            ),
-            &system,
-        )
-        .unwrap();
-        let server = Server::start(|port, dir| {
-            ServerConfig {
-                host: "127.0.0.1".into(),
-                port,
-                operator_jwt,
-                system_account: system.public_key(),
-                system_account_jwt: system_jwt,
-                resolver_dir: dir.join("jwt"),
-                jetstream_store_dir: dir.join("js"),
-            }
-            .render()
-        });
+        let bootstrap = sluice_broker::Bootstrap::generate(jwt::now()).unwrap();
+        let server =
+            Server::start(|port, dir| bootstrap.server_config("127.0.0.1", port, dir).render());
         Broker {
             url: server.url.clone(),
-            operator,
-            admin_creds: creds_file(&admin_jwt, &seed(&admin)),
+            operator: bootstrap.operator,
+            admin_creds: bootstrap.admin_creds,
             server,
         }
     }
