@@ -136,11 +136,60 @@ pub struct AccountNats {
     /// or before that time is refused, and its connections are closed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revocations: BTreeMap<String, u64>,
+    /// Scoped signing keys: keys that may sign the account's users besides the account key;
+    /// a user one signs gets the key's template permissions, whatever its own JWT says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<ScopedSigningKey>,
     /// Always [`ClaimType::Account`].
     #[serde(rename = "type")]
     pub kind: ClaimType,
     /// Always [`VERSION`].
     pub version: u8,
+}
+
+/// A scoped signing key of an account (`kind: user_scope`): whoever holds it can sign users of
+/// the account, and those users can do exactly what `template` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopedSigningKey {
+    /// Always `user_scope`.
+    pub kind: String,
+    /// The signing key's public key (`A…`).
+    pub key: String,
+    /// A name for what the key signs.
+    pub role: String,
+    /// The permissions and limits of every user the key signs.
+    pub template: UserScope,
+}
+
+/// The permissions and limits of a scoped signing key's users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserScope {
+    /// What they may publish and subscribe to.
+    #[serde(flatten)]
+    pub permissions: Permissions,
+    /// Subscriptions (`-1`: the account's limit).
+    pub subs: i64,
+    /// Bytes of data (`-1`: the account's limit).
+    pub data: i64,
+    /// Largest payload (`-1`: the account's limit).
+    pub payload: i64,
+}
+
+impl ScopedSigningKey {
+    /// The signing key `key` (a public key) for users with exactly `permissions`.
+    pub fn new(key: &str, role: &str, permissions: Permissions) -> Self {
+        ScopedSigningKey {
+            kind: "user_scope".into(),
+            key: key.into(),
+            role: role.into(),
+            template: UserScope {
+                permissions,
+                subs: Limit::Unlimited.claim_value(),
+                data: Limit::Unlimited.claim_value(),
+                payload: Limit::Unlimited.claim_value(),
+            },
+        }
+    }
 }
 
 /// A user's part: its permissions, and no limits of its own beyond its account's.
@@ -155,6 +204,9 @@ pub struct UserNats {
     pub data: i64,
     /// Largest payload (`-1`: the account's limit).
     pub payload: i64,
+    /// The account, when a signing key of it (not the account key) issues the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_account: Option<String>,
     /// Always [`ClaimType::User`].
     #[serde(rename = "type")]
     pub kind: ClaimType,
@@ -217,6 +269,7 @@ impl AccountClaims {
             AccountNats {
                 limits: limits.into(),
                 revocations: BTreeMap::new(),
+                signing_keys: Vec::new(),
                 kind: ClaimType::Account,
                 version: VERSION,
             },
@@ -251,10 +304,24 @@ impl UserClaims {
                 subs: Limit::Unlimited.claim_value(),
                 data: Limit::Unlimited.claim_value(),
                 payload: Limit::Unlimited.claim_value(),
+                issuer_account: None,
                 kind: ClaimType::User,
                 version: VERSION,
             },
         )
+    }
+
+    /// The user `user` of `account`, issued by the account's scoped signing key `signing_key`
+    /// (a public key): it has no permissions or limits of its own, the key's template gives
+    /// them. The server refuses a scoped user whose JWT sets any (its limits must be the zero
+    /// values, not `-1`).
+    pub fn scoped_user(account: &str, signing_key: &str, user: &str, name: &str, iat: u64) -> Self {
+        let mut claims = Self::user(signing_key, user, name, Permissions::default(), iat);
+        claims.nats.issuer_account = Some(account.to_string());
+        claims.nats.subs = 0;
+        claims.nats.data = 0;
+        claims.nats.payload = 0;
+        claims
     }
 }
 

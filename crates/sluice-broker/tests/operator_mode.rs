@@ -577,3 +577,115 @@ async fn sized_streams_reserve_the_account_storage() {
         .await
         .expect("a stream without a size");
 }
+
+/// A scoped signing key of an account signs users of that account that can do exactly what
+/// the key's template allows: the ingest door of one tenant. A scoped user's JWT carrying
+/// permissions of its own is refused, and so is a user signed by a key the account does not
+/// list.
+#[tokio::test]
+async fn a_scoped_signing_key_signs_users_limited_to_its_template() {
+    let broker = Broker::start();
+    let admin = broker.admin().await;
+    let t = broker.tenant(&admin, "t", &unlimited()).await;
+    let manager = create_stream(&broker, &t, "orders").await;
+    let signing = generate(Role::Account);
+    let claims = sluice_broker::AccountClaims::account(
+        &broker.operator.public_key(),
+        &t.public_key(),
+        "t",
+        &unlimited(),
+        sluice_broker::jwt::now(),
+    );
+    let mut claims = claims;
+    claims
+        .nats
+        .signing_keys
+        .push(sluice_broker::claims::ScopedSigningKey::new(
+            &signing.public_key(),
+            "ingest",
+            permissions::ingest("t"),
+        ));
+    let jwt = sluice_broker::jwt::encode(claims, &broker.operator).unwrap();
+    admin.upsert_account(&jwt).await.unwrap();
+
+    // A user the signing key issues, with no permissions of its own.
+    let user = generate(Role::User);
+    let user_claims = sluice_broker::UserClaims::scoped_user(
+        &t.public_key(),
+        &signing.public_key(),
+        &user.public_key(),
+        "ingest",
+        sluice_broker::jwt::now(),
+    );
+    let user_jwt = sluice_broker::jwt::encode(user_claims, &signing).unwrap();
+    let creds = sluice_broker::creds::creds_file(&user_jwt, &sluice_broker::keys::seed(&user));
+    let (client, mut events) = connect_watched(&broker.url, &creds).await;
+    // Its events reach the tenant's stream, acknowledged.
+    js(&client)
+        .publish("sluice.t.orders.events", "e".into())
+        .await
+        .unwrap()
+        .await
+        .expect("the template allows the tenant's events subjects");
+    assert_eq!(stream_messages(&manager, "sluice_t_orders").await, 1);
+    // Anything else is a permission violation: the template, not its JWT, decides.
+    assert!(
+        js_denied(&client)
+            .delete_stream("sluice_t_orders")
+            .await
+            .is_err(),
+        "no JetStream API"
+    );
+    event_where(&mut events, is_permission_violation).await;
+    client
+        .publish("sluice.t.orders.other", "x".into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    event_where(&mut events, is_permission_violation).await;
+    assert_eq!(stream_messages(&manager, "sluice_t_orders").await, 1);
+
+    // A scoped user whose JWT asks for permissions of its own is refused outright.
+    let greedy = generate(Role::User);
+    let mut greedy_claims = sluice_broker::UserClaims::scoped_user(
+        &t.public_key(),
+        &signing.public_key(),
+        &greedy.public_key(),
+        "greedy",
+        sluice_broker::jwt::now(),
+    );
+    greedy_claims.nats.permissions = Permissions {
+        publish: SubjectRules::allow([">"]),
+        subscribe: SubjectRules::allow([">"]),
+    };
+    let greedy_jwt = sluice_broker::jwt::encode(greedy_claims, &signing).unwrap();
+    let err = connect(
+        &broker.url,
+        &sluice_broker::creds::creds_file(&greedy_jwt, &sluice_broker::keys::seed(&greedy)),
+    )
+    .await
+    .expect_err("a scoped user may not carry permissions");
+    assert_authorization_violation(&err);
+
+    // A key the account does not list signs nobody in.
+    let stranger = generate(Role::Account);
+    let other = generate(Role::User);
+    let forged = sluice_broker::jwt::encode(
+        sluice_broker::UserClaims::scoped_user(
+            &t.public_key(),
+            &stranger.public_key(),
+            &other.public_key(),
+            "forged",
+            sluice_broker::jwt::now(),
+        ),
+        &stranger,
+    )
+    .unwrap();
+    let err = connect(
+        &broker.url,
+        &sluice_broker::creds::creds_file(&forged, &sluice_broker::keys::seed(&other)),
+    )
+    .await
+    .expect_err("a signing key the account does not list");
+    assert_authorization_violation(&err);
+}
