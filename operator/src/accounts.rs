@@ -12,7 +12,7 @@
 use crate::error::Error;
 use kube::ResourceExt;
 use nkeys::KeyPair;
-use sluice_broker::claims::{AccountClaims, UserClaims};
+use sluice_broker::claims::{AccountClaims, ScopedSigningKey, UserClaims};
 use sluice_broker::creds::creds_file;
 use sluice_broker::limits::{AccountLimits, BrokerQuota};
 use sluice_broker::{AccountAdmin, derive, jwt, keys, permissions};
@@ -43,6 +43,10 @@ pub struct BrokerAuth {
     pub operator_seed: String,
     /// The creds file text of the system account's administrator.
     pub admin_creds: String,
+    /// The public key of the ingest key (`A…`), which every tenant account lists as a scoped
+    /// signing key for that tenant's events; the API holds its seed. `None`: no ingest into
+    /// tenant accounts.
+    pub ingest_key: Option<String>,
 }
 
 impl std::fmt::Debug for BrokerAuth {
@@ -66,13 +70,29 @@ pub fn broker_quota(t: &Tenant) -> BrokerQuota {
     }
 }
 
-/// The account claims of a tenant (pure, but for the time they are issued at).
-pub fn account_claims(operator: &KeyPair, account: &str, t: &Tenant, iat: u64) -> AccountClaims {
+/// The account claims of a tenant (pure, but for the time they are issued at): its limits,
+/// and the ingest key as a signing key scoped to publishing the tenant's events.
+pub fn account_claims(
+    operator: &KeyPair,
+    account: &str,
+    t: &Tenant,
+    ingest_key: Option<&str>,
+    iat: u64,
+) -> AccountClaims {
     let limits = AccountLimits::for_tenant(
         &sluice_crd::validate::tenant_limits(&t.spec),
         &broker_quota(t),
     );
-    AccountClaims::account(&operator.public_key(), account, &t.name_any(), &limits, iat)
+    let mut claims =
+        AccountClaims::account(&operator.public_key(), account, &t.name_any(), &limits, iat);
+    if let Some(key) = ingest_key {
+        claims.nats.signing_keys.push(ScopedSigningKey::new(
+            key,
+            INGEST,
+            permissions::ingest(&t.name_any()),
+        ));
+    }
+    claims
 }
 
 /// The broker's accounts, as the operator runs them.
@@ -80,6 +100,7 @@ pub struct Accounts {
     url: String,
     operator: KeyPair,
     admin_creds: String,
+    ingest_key: Option<String>,
     admin: OnceCell<AccountAdmin>,
     /// What was last pushed for each account (its claims without the issue time), so a
     /// converged tenant sends nothing.
@@ -105,6 +126,7 @@ impl Accounts {
             url: url.to_string(),
             operator,
             admin_creds: auth.admin_creds.clone(),
+            ingest_key: auth.ingest_key.clone(),
             admin: OnceCell::new(),
             pushed: Mutex::default(),
             clients: tokio::sync::Mutex::default(),
@@ -135,7 +157,13 @@ impl Accounts {
     pub async fn ensure(&self, t: &Tenant) -> Result<String, Error> {
         let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
         let account = derive::account_key(&self.operator, &uid);
-        let claims = account_claims(&self.operator, &account.public_key(), t, jwt::now());
+        let claims = account_claims(
+            &self.operator,
+            &account.public_key(),
+            t,
+            self.ingest_key.as_deref(),
+            jwt::now(),
+        );
         let print = fingerprint(&claims);
         if self.lock().get(&uid) == Some(&print) {
             return Ok(account.public_key());
@@ -287,19 +315,25 @@ mod tests {
     fn claims_carry_the_limits_and_their_fingerprint_ignores_the_issue_time() {
         let op = keys::generate(keys::Role::Operator);
         let t = tenant(serde_json::json!({"maxStreams": 4, "storage": "64Ki"}));
-        let a = account_claims(&op, "AXYZ", &t, 1);
+        let a = account_claims(&op, "AXYZ", &t, None, 1);
         assert_eq!(a.nats.limits.disk_storage, 65536);
         assert_eq!(a.nats.limits.streams, 4);
         assert_eq!(a.nats.limits.mem_storage, 0);
-        let mut later = account_claims(&op, "AXYZ", &t, 2);
+        let mut later = account_claims(&op, "AXYZ", &t, None, 2);
         later.jti = "other".into();
         assert_eq!(fingerprint(&a), fingerprint(&later));
         let bigger = account_claims(
             &op,
             "AXYZ",
             &tenant(serde_json::json!({"maxStreams": 5})),
+            None,
             1,
         );
         assert_ne!(fingerprint(&a), fingerprint(&bigger));
+        let ingest = keys::generate(keys::Role::Account).public_key();
+        let with_ingest = account_claims(&op, "AXYZ", &t, Some(&ingest), 1);
+        let key = &with_ingest.nats.signing_keys[0];
+        assert_eq!(key.key, ingest);
+        assert_eq!(key.template.permissions, permissions::ingest("acme"));
     }
 }

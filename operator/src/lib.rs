@@ -139,6 +139,15 @@ pub struct RunArgs {
         requires = "broker_operator_seed_file"
     )]
     pub broker_admin_creds_file: Option<PathBuf>,
+    /// Public key (`A…`) of the ingest key the API holds: every tenant account lists it as a
+    /// signing key scoped to publishing that tenant's events (with
+    /// `--broker-operator-seed-file`).
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_INGEST_KEY",
+        requires = "broker_operator_seed_file"
+    )]
+    pub broker_ingest_key: Option<String>,
 }
 
 impl RunArgs {
@@ -153,9 +162,14 @@ impl RunArgs {
         let read = |p: &PathBuf| {
             std::fs::read_to_string(p).map_err(|e| Error::Broker(format!("{}: {e}", p.display())))
         };
+        if let Some(key) = &self.broker_ingest_key {
+            sluice_broker::keys::check_public_key(sluice_broker::Role::Account, key)
+                .map_err(|e| Error::Broker(format!("--broker-ingest-key: {e}")))?;
+        }
         Ok(Some(accounts::BrokerAuth {
             operator_seed: read(seed)?,
             admin_creds: read(creds)?,
+            ingest_key: self.broker_ingest_key.clone(),
         }))
     }
 

@@ -21,6 +21,7 @@ fn auth(nats: &OperatorModeNats) -> BrokerAuth {
     BrokerAuth {
         operator_seed: nats.bootstrap.operator_seed(),
         admin_creds: nats.bootstrap.admin_creds.clone(),
+        ingest_key: Some(nats.bootstrap.ingest.public_key()),
     }
 }
 

@@ -97,7 +97,21 @@ impl AppState {
 
     /// The state with events ingested to this JetStream (without one, ingest answers 503).
     pub fn with_jetstream(mut self, jetstream: async_nats::jetstream::Context) -> Self {
-        self.ingest = Arc::new(Ingest::new(Some(jetstream), &self.config));
+        self.ingest = Arc::new(Ingest::new(
+            Some(ingest::broker::IngestBroker::Shared(Box::new(jetstream))),
+            &self.config,
+        ));
+        self
+    }
+
+    /// The state with each tenant's events ingested into its own broker account.
+    pub fn with_tenant_accounts(mut self, accounts: ingest::broker::TenantAccounts) -> Self {
+        self.ingest = Arc::new(Ingest::new(
+            Some(ingest::broker::IngestBroker::TenantAccounts(Box::new(
+                accounts,
+            ))),
+            &self.config,
+        ));
         self
     }
 

@@ -146,6 +146,11 @@ struct ServeArgs {
     /// NATS server whose JetStream receives ingested events (ingest answers 503 without it).
     #[arg(long, env = "SLUICE_NATS_URL")]
     nats_url: Option<String>,
+    /// File holding the broker's ingest seed (`SA…`), when NATS runs in operator mode: each
+    /// tenant's events then go into its own account, as a user this key signs (needs
+    /// `--nats-url`).
+    #[arg(long, env = "SLUICE_NATS_INGEST_SEED_FILE", requires = "nats_url")]
+    nats_ingest_seed_file: Option<std::path::PathBuf>,
     /// Number of API replicas sharing the ingest load: each enforces 1/N of every tenant's
     /// ingest rates and bursts.
     #[arg(long, env = "SLUICE_INGEST_REPLICAS",
@@ -260,7 +265,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => bail!("set both SLUICE_OIDC_ISSUER and SLUICE_OIDC_JWKS, or neither"),
     };
     let config = args.config();
+    let tenant_accounts = match (&args.nats_url, &args.nats_ingest_seed_file) {
+        (Some(url), Some(file)) => {
+            let seed = std::fs::read_to_string(file)
+                .with_context(|| format!("SLUICE_NATS_INGEST_SEED_FILE {}", file.display()))?;
+            Some(sluice_api::ingest::broker::TenantAccounts::new(url, &seed)?)
+        }
+        _ => None,
+    };
     let jetstream = match &args.nats_url {
+        Some(_) if tenant_accounts.is_some() => None,
         Some(url) => Some(
             sluice_api::server::connect_jetstream(url)
                 .await
@@ -275,6 +289,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .auth_store(auth_store)
         .oidc(oidc)
         .jetstream(jetstream)
+        .tenant_accounts(tenant_accounts)
         .build()?;
     hand_over_bootstrap_token(
         &state,

@@ -183,6 +183,9 @@ pub enum ApiError {
     /// some of its events may then be stored twice (503).
     #[error("{0}")]
     BrokerUnavailable(String),
+    /// The broker refused events because the tenant's stream storage quota is used up (507).
+    #[error("{0}")]
+    StorageQuotaExceeded(String),
     /// The request would exceed the tenant's quota (409).
     #[error("{0}")]
     QuotaExceeded(Exceeded),
@@ -286,6 +289,7 @@ impl ApiError {
             | ApiError::Busy(_)
             | ApiError::BrokerUnavailable(_)
             | ApiError::IngestUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageQuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -312,6 +316,7 @@ impl ApiError {
             ApiError::StreamNotReady(_) => "stream-not-ready",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::BrokerUnavailable(_) => "broker-unavailable",
+            ApiError::StorageQuotaExceeded(_) => "storage-quota-exceeded",
             ApiError::QuotaExceeded(_) => "quota-exceeded",
             ApiError::IdempotencyKeyReused(_) => "idempotency-key-reused",
             ApiError::IdempotencyKeyInProgress => "idempotency-key-in-progress",
@@ -345,6 +350,7 @@ impl ApiError {
             ApiError::StreamNotReady(_) => "Stream not ready",
             ApiError::RateLimited { .. } => "Ingest rate limit exceeded",
             ApiError::BrokerUnavailable(_) => "Broker unavailable",
+            ApiError::StorageQuotaExceeded(_) => "Stream storage quota used up",
             ApiError::QuotaExceeded(_) => "Quota exceeded",
             ApiError::IdempotencyKeyReused(_) => "Idempotency-Key reused with another request",
             ApiError::IdempotencyKeyInProgress => "Idempotent request in progress",

@@ -35,6 +35,7 @@ pub struct ApiServer {
     auth_store: Option<Store>,
     oidc: Option<Oidc>,
     jetstream: Option<async_nats::jetstream::Context>,
+    tenant_accounts: Option<crate::ingest::broker::TenantAccounts>,
 }
 
 impl ApiServer {
@@ -49,6 +50,7 @@ impl ApiServer {
             auth_store: None,
             oidc: None,
             jetstream: None,
+            tenant_accounts: None,
         }
     }
 
@@ -71,6 +73,16 @@ impl ApiServer {
         self
     }
 
+    /// Ingests each tenant's events into its own account of a broker in operator mode (this
+    /// replaces [`ApiServer::jetstream`]).
+    pub fn tenant_accounts(
+        mut self,
+        accounts: Option<crate::ingest::broker::TenantAccounts>,
+    ) -> Self {
+        self.tenant_accounts = accounts;
+        self
+    }
+
     /// The state handlers share, with a fresh metrics registry.
     pub fn build(self) -> Result<AppState, prometheus::Error> {
         let auth = Authenticator::new(
@@ -87,6 +99,9 @@ impl ApiServer {
         }
         if let Some(jetstream) = self.jetstream {
             state = state.with_jetstream(jetstream);
+        }
+        if let Some(accounts) = self.tenant_accounts {
+            state = state.with_tenant_accounts(accounts);
         }
         Ok(state)
     }

@@ -33,6 +33,10 @@ pub struct Bootstrap {
     /// The creds file text of the system account's administrator, allowed only to create,
     /// update and delete accounts.
     pub admin_creds: String,
+    /// The ingest key: every tenant account lists it as a scoped signing key whose users may
+    /// only publish that tenant's events, so the API, which holds it, can reach each tenant's
+    /// streams and nothing else.
+    pub ingest: KeyPair,
 }
 
 impl std::fmt::Debug for Bootstrap {
@@ -40,6 +44,7 @@ impl std::fmt::Debug for Bootstrap {
         f.debug_struct("Bootstrap")
             .field("operator", &self.operator.public_key())
             .field("system_account", &self.system_account)
+            .field("ingest", &self.ingest.public_key())
             .finish_non_exhaustive()
     }
 }
@@ -96,7 +101,13 @@ impl Bootstrap {
             system_account: system.public_key(),
             system_account_jwt,
             admin_creds: creds_file(&admin_jwt, &keys::seed(&admin)),
+            ingest: keys::generate(Role::Account),
         })
+    }
+
+    /// The ingest key's seed (`SA…`), the secret the API keeps.
+    pub fn ingest_seed(&self) -> String {
+        keys::seed(&self.ingest)
     }
 
     /// The operator's seed (`SO…`), the secret the Sluice operator keeps.

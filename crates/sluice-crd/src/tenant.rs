@@ -224,6 +224,10 @@ pub struct TenantStatus {
     /// What the tenant currently uses, to compare with its quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<TenantUsage>,
+    /// The tenant's NATS account (its public key), when the broker runs in operator mode and
+    /// the account is set up: the API publishes the tenant's events into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_account: Option<String>,
     /// Current conditions of the tenant (`Ready`, ...), at most one of each type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]

@@ -55,12 +55,13 @@ async fn reconcile_tenant(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
         // everything in it.
         return Ok(Action::await_change());
     }
+    let mut account = None;
     let ready = match refusal_condition(t, ctx).await? {
         Some(refused) => refused,
         None => {
             apply(t, ctx).await?;
             if let Some(accounts) = &ctx.accounts {
-                accounts.ensure(t).await?;
+                account = Some(accounts.ensure(t).await?);
             }
             Desired::holds(
                 ConditionType::Ready,
@@ -73,7 +74,7 @@ async fn reconcile_tenant(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let usage = usage(t, ctx).await?;
-    reconcile::write_status(ctx, t, &status(t, ready, usage)).await?;
+    reconcile::write_status(ctx, t, &status(t, ready, usage, account)).await?;
     Ok(Action::requeue(ctx.config.resync))
 }
 
@@ -129,7 +130,12 @@ async fn refusal_condition(t: &Tenant, ctx: &Context) -> Result<Option<Desired>,
 }
 
 /// The tenant's next status (pure).
-fn status(t: &Tenant, ready: Desired, usage: TenantUsage) -> TenantStatus {
+fn status(
+    t: &Tenant,
+    ready: Desired,
+    usage: TenantUsage,
+    broker_account: Option<String>,
+) -> TenantStatus {
     let set_up = ready.status == sluice_crd::ConditionStatus::True;
     let mut desired = vec![ready];
     if t.spec.suspend {
@@ -144,6 +150,7 @@ fn status(t: &Tenant, ready: Desired, usage: TenantUsage) -> TenantStatus {
     TenantStatus {
         namespace: set_up.then(|| names::tenant_namespace(&t.name_any())),
         usage: Some(usage),
+        broker_account,
         conditions: conditions::merge(&previous.conditions, &desired, t.meta().generation, &now),
         observed_generation: t.meta().generation,
     }

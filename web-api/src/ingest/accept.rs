@@ -78,7 +78,7 @@ impl Ingest {
             body,
         } = req;
         let tenant = row.name.as_str();
-        let Some(js) = self.jetstream.as_ref() else {
+        let Some(broker) = self.broker.as_ref() else {
             return Err(ApiError::BrokerUnavailable(
                 "this API has no broker configured (SLUICE_NATS_URL); ingest is off".into(),
             ));
@@ -92,6 +92,9 @@ impl Ingest {
                 "tenant {tenant:?} is suspended: ingest is refused until it is resumed"
             )));
         }
+        let js = timeout_at(deadline, broker.context(tenant, target.account.as_deref()))
+            .await
+            .map_err(|_| deadline_passed(bounds.timeout, "connecting to the broker"))??;
         let mut batch = Batch::new(Limits {
             max_events: bounds.max_events,
             max_rejections: bounds.max_rejections,
@@ -140,7 +143,7 @@ impl Ingest {
             let published = timeout_at(
                 deadline,
                 publish(
-                    js,
+                    &js,
                     &target.subject,
                     &batch.events,
                     bounds.ack_window,
@@ -165,6 +168,13 @@ impl Ingest {
                     ),
                     retry_after_secs: RETRY_AFTER_SECS,
                 }),
+                Ok(Err(PublishFailure::StorageFull)) => {
+                    Some(ApiError::StorageQuotaExceeded(format!(
+                        "the broker refused events: the stream storage quota of tenant {tenant:?} \
+                     (spec.quota.storage) is used up; events before the refusal may be stored. \
+                     Free space (shorter retention, fewer streams) or raise the quota, then retry"
+                    )))
+                }
                 Ok(Err(PublishFailure::Broker(e))) => Some(ApiError::BrokerUnavailable(format!(
                     "the broker did not acknowledge every event ({e}); some may be stored: \
                      retry the request (events may then be stored twice)"
@@ -269,6 +279,8 @@ enum PublishFailure {
     /// No publish permit within the permit timeout: the broker client has as many
     /// acknowledgements outstanding as it allows.
     Busy,
+    /// The broker refused events: the tenant's storage quota is used up.
+    StorageFull,
     /// The broker refused or failed.
     Broker(String),
 }
@@ -298,8 +310,13 @@ async fn publish(
             acks.push(ack);
         }
         for ack in acks {
-            ack.await
-                .map_err(|e| PublishFailure::Broker(format!("acknowledgement: {e}")))?;
+            ack.await.map_err(|e| {
+                if super::broker::is_storage_full(&e) {
+                    PublishFailure::StorageFull
+                } else {
+                    PublishFailure::Broker(format!("acknowledgement: {e}"))
+                }
+            })?;
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 //! so that a request costs no Kubernetes round trip while the cache is fresh.
 
 pub mod accept;
+pub mod broker;
 pub mod limiter;
 pub mod meter;
 pub mod parse;
@@ -35,6 +36,9 @@ pub struct Target {
     pub rates: Rates,
     /// Whether the tenant is suspended (ingest refused).
     pub suspended: bool,
+    /// The tenant's broker account (`status.brokerAccount`), when the broker has tenant
+    /// accounts.
+    pub account: Option<String>,
 }
 
 #[derive(Debug)]
@@ -80,8 +84,9 @@ impl Bounds {
 /// State of the ingest route shared by all requests.
 #[derive(Debug)]
 pub struct Ingest {
-    /// JetStream, when a NATS URL is configured (ingest answers 503 otherwise).
-    pub jetstream: Option<async_nats::jetstream::Context>,
+    /// Where events are published, when a NATS URL is configured (ingest answers 503
+    /// otherwise).
+    pub broker: Option<broker::IngestBroker>,
     /// Per-tenant token buckets.
     pub limiter: RateLimiter,
     /// Counts waiting to be written to the store.
@@ -101,11 +106,11 @@ pub fn compile_schema(schema: &Map<String, Value>) -> Result<jsonschema::Validat
 }
 
 impl Ingest {
-    /// Ingest state with `config`'s replicas, cache lifetime and bounds; `jetstream` is
-    /// `None` when no broker is configured.
-    pub fn new(jetstream: Option<async_nats::jetstream::Context>, config: &Config) -> Self {
+    /// Ingest state with `config`'s replicas, cache lifetime and bounds; `broker` is `None`
+    /// when no broker is configured.
+    pub fn new(broker: Option<broker::IngestBroker>, config: &Config) -> Self {
         Ingest {
-            jetstream,
+            broker,
             limiter: RateLimiter::new(),
             meter: UsageMeter::new(),
             replicas: config.ingest_replicas.max(1),
@@ -177,6 +182,7 @@ impl Ingest {
             schema,
             rates: Rates::from_quota(t.spec.quota.ingest.as_ref(), self.replicas),
             suspended: t.spec.suspend,
+            account: t.status.as_ref().and_then(|st| st.broker_account.clone()),
         });
         let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
         if targets.len() > 100_000 {

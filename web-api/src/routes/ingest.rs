@@ -63,8 +63,10 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 /// Ingests events into a stream: one JSON event, a JSON array, or NDJSON. Answers `202` only
 /// once the broker acknowledged every accepted event; `413` over the body or event limit,
 /// having written nothing; `429` (with `Retry-After`) over the tenant's ingest rate, having
-/// written nothing; `503` when the broker failed or the request could not finish in time —
-/// retry the request: its events may then be stored twice (at-least-once).
+/// written nothing; `507` when the broker refused events because the tenant's stream storage
+/// quota is used up (events before the refusal may be stored); `503` when the broker failed or
+/// the request could not finish in time — retry the request: its events may then be stored
+/// twice (at-least-once).
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/streams/{stream}/events", tag = "ingest",
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant name"),
@@ -87,6 +89,10 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
             (duplicates possible)",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 507, description = "The broker refused events: the tenant's stream storage \
+            quota (`spec.quota.storage`) is used up (`storage-quota-exceeded`); events before \
+            the refusal may be stored",
+            body = Problem, content_type = "application/problem+json"),
         (status = "4XX", description = "Refused", body = Problem,
             content_type = "application/problem+json"),
     ))]
