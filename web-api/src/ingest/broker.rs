@@ -30,7 +30,19 @@ pub enum IngestBroker {
 pub struct TenantAccounts {
     url: String,
     ingest_key: KeyPair,
-    contexts: tokio::sync::Mutex<HashMap<String, async_nats::jetstream::Context>>,
+    contexts: tokio::sync::Mutex<HashMap<String, Connection>>,
+}
+
+/// A tenant account's connection.
+struct Connection {
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+}
+
+impl Connection {
+    fn is_up(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
 }
 
 impl std::fmt::Debug for TenantAccounts {
@@ -75,11 +87,16 @@ impl TenantAccounts {
         Ok(creds::creds_file(&token, &keys::seed(&user)))
     }
 
+    /// The connection to `account`, made on first use and kept while it is up. A connection
+    /// that is down (the broker restarting, or the account deleted with its tenant) is
+    /// dropped, and made anew; connections that are down are dropped whenever a new one is
+    /// kept, so deleted tenants' connections do not pile up.
     async fn context(&self, account: &str) -> Result<async_nats::jetstream::Context, ApiError> {
         let mut contexts = self.contexts.lock().await;
-        if let Some(js) = contexts.get(account) {
-            return Ok(js.clone());
+        if let Some(c) = contexts.get(account).filter(|c| c.is_up()) {
+            return Ok(c.js.clone());
         }
+        contexts.retain(|_, c| c.is_up());
         let creds = self.user_creds(account)?;
         let client = async_nats::ConnectOptions::with_credentials(&creds)
             .map_err(|e| ApiError::Internal(format!("ingest user credentials: {e}")))?
@@ -94,8 +111,14 @@ impl TenantAccounts {
             })?;
         let js = async_nats::jetstream::context::ContextBuilder::new()
             .max_ack_inflight(INGEST_MAX_ACK_INFLIGHT)
-            .build(client);
-        contexts.insert(account.to_string(), js.clone());
+            .build(client.clone());
+        contexts.insert(
+            account.to_string(),
+            Connection {
+                client,
+                js: js.clone(),
+            },
+        );
         Ok(js)
     }
 }

@@ -3,7 +3,8 @@
 //! A Kubernetes quantity's own schema (`x-kubernetes-int-or-string`) allows any value, but the
 //! API reads quantities as strings and parses CPU and memory with
 //! [`sluice_core::quota::parse_cpu_millis`] and [`sluice_core::quota::parse_memory_bytes`]. The
-//! `cpu` and `memory` fields of requested amounts and quotas get these patterns, each a subset
+//! `cpu` and `memory` fields of requested amounts and quotas (and a tenant's `storage`, read as
+//! bytes like memory) get these patterns, each a subset
 //! of what its parser accepts that holds every usual spelling (`250m`, `1`, `0.5`, `128Mi`,
 //! `1Gi`, `500M`); a quantity may also be a JSON number (Kubernetes' int-or-string), which the
 //! parsers take when it is not negative.
@@ -18,7 +19,7 @@ pub const MEMORY_PATTERN: &str = r"^[0-9]{1,15}(\.[0-9]{1,6})?([kMGTPE]|[KMGTPE]
 /// The schemas whose `cpu` and `memory` fields are requested amounts or limits.
 const WITH_QUANTITIES: [&str; 2] = ["ResourceAmounts", "TenantQuota"];
 
-/// Gives the `cpu` and `memory` fields of [`WITH_QUANTITIES`] their patterns (keeping their
+/// Gives the `cpu`, `memory` and `storage` fields of [`WITH_QUANTITIES`] their patterns (keeping their
 /// descriptions; numbers and `null` stay allowed).
 pub fn declare(schemas: &mut Map<String, Value>) {
     for name in WITH_QUANTITIES {
@@ -29,7 +30,11 @@ pub fn declare(schemas: &mut Map<String, Value>) {
         else {
             continue;
         };
-        for (field, pattern) in [("cpu", CPU_PATTERN), ("memory", MEMORY_PATTERN)] {
+        for (field, pattern) in [
+            ("cpu", CPU_PATTERN),
+            ("memory", MEMORY_PATTERN),
+            ("storage", MEMORY_PATTERN),
+        ] {
             if let Some(slot) = props.get_mut(field) {
                 let description = slot.get("description").cloned().unwrap_or(Value::Null);
                 *slot = json!({"anyOf": [

@@ -14,6 +14,11 @@
 //!
 //! Then a micro-benchmark of the token bucket alone. Streams are deleted at the end.
 //!
+//! With `--broker-auth`, the same phases run against a nats-server in operator mode that the
+//! benchmark starts (from `PATH`): each tenant has its own account, the API publishes as a
+//! user of the ingest key, and the baseline producer connects as the tenant's ingest user, so
+//! both sides are authenticated and publish into the same account.
+//!
 //! `cargo run --release -p sluice-benches --bin ingest-bench -- --help`
 
 use std::sync::Arc;
@@ -26,8 +31,11 @@ use clap::Parser;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice_api::Config;
+use sluice_api::ingest::broker::TenantAccounts;
 use sluice_api::ingest::limiter::{RateLimiter, Rates};
 use sluice_core::{names, subjects};
+use sluice_operator::accounts::{Accounts, BrokerAuth};
+use sluice_testkit::nats::OperatorModeNats;
 
 #[derive(Parser)]
 #[command(about = "Measures ingest through the Sluice API against a bare JetStream producer")]
@@ -56,6 +64,10 @@ struct Args {
     /// Rounds of (baseline, api, api+bucket), to see the spread on a busy machine.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
+    /// Run against a nats-server in operator mode with tenant accounts (both the baseline and
+    /// the API authenticated); `--nats-url` is then ignored.
+    #[arg(long)]
+    broker_auth: bool,
     /// Calls of the token-bucket micro-benchmark.
     #[arg(long, default_value_t = 5_000_000)]
     bucket_calls: u64,
@@ -256,18 +268,47 @@ async fn main() -> anyhow::Result<()> {
         sluice_benches::kubernetes_and_store("ingest-bench", args.sqlite, &args.postgres).await?;
     let (client, store) = (kubernetes.client.clone(), bench_store.store.clone());
 
-    let nats = async_nats::connect(args.nats_url.as_str())
-        .await
-        .context("NATS")?;
-    let js = async_nats::jetstream::new(nats);
+    // The broker: the local NATS server, or one in operator mode with tenant accounts.
+    let secured = args.broker_auth.then(OperatorModeNats::start);
+    let nats_url = secured
+        .as_ref()
+        .map_or(args.nats_url.clone(), |n| n.url.clone());
+    let accounts = match &secured {
+        Some(n) => Some(Accounts::new(
+            &n.url,
+            &BrokerAuth {
+                operator_seed: n.bootstrap.operator_seed(),
+                admin_creds: n.bootstrap.admin_creds.clone(),
+                ingest_key: Some(n.bootstrap.ingest.public_key()),
+            },
+        )?),
+        None => None,
+    };
+    let shared_js = match &secured {
+        None => Some(async_nats::jetstream::new(
+            async_nats::connect(nats_url.as_str())
+                .await
+                .context("NATS")?,
+        )),
+        Some(_) => None,
+    };
+    let tenant_accounts = match &secured {
+        Some(n) => Some(TenantAccounts::new(&n.url, &n.bootstrap.ingest_seed())?),
+        None => None,
+    };
 
     let config = Config {
         ingest_max_body_bytes: 64 * 1024 * 1024,
         ..Config::default()
     };
-    let api =
-        sluice_benches::RunningApi::start(config, store.clone(), client.clone(), Some(js.clone()))
-            .await?;
+    let api = sluice_benches::RunningApi::start_with(
+        config,
+        store.clone(),
+        client.clone(),
+        shared_js.clone(),
+        tenant_accounts,
+    )
+    .await?;
     let (base, admin_token) = (api.base.clone(), api.admin_token.clone());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.producers * 2)
@@ -320,6 +361,35 @@ async fn main() -> anyhow::Result<()> {
         if res.status() != 201 {
             bail!("stream create: {} {}", res.status(), res.text().await?);
         }
+        // The tenant's JetStream: the shared one, or its account's (set up as the operator
+        // does, the account named in the Tenant's status), with the producer of the baseline
+        // connected as its ingest user.
+        let (js, producer_js) = match (&accounts, &shared_js) {
+            (Some(accounts), _) => {
+                let t = Api::<sluice_crd::Tenant>::all(client.clone())
+                    .get(&tenant)
+                    .await?;
+                let uid = t.metadata.uid.clone().context("tenant uid")?;
+                let account = accounts.ensure(&t).await?;
+                Api::<sluice_crd::Tenant>::all(client.clone())
+                    .patch_status(
+                        &tenant,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"status": {"brokerAccount": account}})),
+                    )
+                    .await?;
+                let manager = async_nats::jetstream::new(
+                    accounts.client(&uid).await.map_err(anyhow::Error::msg)?,
+                );
+                let ingest_creds = accounts.ingest_creds(&tenant, &uid)?;
+                let producer = sluice_operator::accounts::connect(&nats_url, &ingest_creds)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                (manager, async_nats::jetstream::new(producer))
+            }
+            (None, Some(js)) => (js.clone(), js.clone()),
+            (None, None) => bail!("no broker"),
+        };
         let js_name = subjects::jetstream_name(&tenant, "orders");
         js.create_stream(async_nats::jetstream::stream::Config {
             name: js_name.clone(),
@@ -329,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-        broker_streams.push(js_name);
+        broker_streams.push((js.clone(), js_name));
         let subject = subjects::events_subject(&tenant, "orders");
         Api::<sluice_crd::Stream>::namespaced(client.clone(), &names::tenant_namespace(&tenant))
             .patch_status(
@@ -342,17 +412,25 @@ async fn main() -> anyhow::Result<()> {
             format!("{base}/v1/tenants/{tenant}/streams/orders/events"),
             token,
             subject,
+            producer_js,
         ));
     }
 
     let data = Arc::new(batches(16, args.batch, args.event_bytes));
     let avg = data[0].1.iter().map(|e| e.len()).sum::<usize>() as f64 / args.batch as f64;
     println!(
-        "producers {}, batches of {} events of {avg:.0} bytes, {} s per phase\n",
-        args.producers, args.batch, args.seconds
+        "producers {}, batches of {} events of {avg:.0} bytes, {} s per phase, broker {}\n",
+        args.producers,
+        args.batch,
+        args.seconds,
+        if args.broker_auth {
+            "in operator mode (tenant accounts; baseline and API authenticated)"
+        } else {
+            "without authentication"
+        }
     );
     // Warm-up: connections, caches.
-    for (url, token, _) in &setups {
+    for (url, token, _, _) in &setups {
         let res = http
             .post(url.as_str())
             .bearer_auth(token)
@@ -368,7 +446,13 @@ async fn main() -> anyhow::Result<()> {
     println!("| round | phase | events | errors | events/s | MB/s | vs baseline |");
     println!("|---|---|---|---|---|---|---|");
     for round in 1..=args.rounds {
-        let base_phase = baseline(js.clone(), setups[0].2.clone(), data.clone(), &args).await;
+        let base_phase = baseline(
+            setups[0].3.clone(),
+            setups[0].2.clone(),
+            data.clone(),
+            &args,
+        )
+        .await;
         let api = through_api(
             http.clone(),
             setups[0].0.clone(),
@@ -405,7 +489,7 @@ async fn main() -> anyhow::Result<()> {
     bucket_micro(args.bucket_calls);
 
     api.stop().await?;
-    for name in broker_streams {
+    for (js, name) in broker_streams {
         let _ = js.delete_stream(&name).await;
     }
     bench_store.drop_database().await?;
