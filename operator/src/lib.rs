@@ -54,6 +54,79 @@ pub enum Command {
     Rbac,
     /// Run the controllers against the cluster of the current kubeconfig (or in-cluster).
     Run(Box<RunArgs>),
+    /// Make the broker identities of a new installation (NATS operator mode) in a directory:
+    /// the operator seed, the system administrator's creds, the ingest key, and the
+    /// nats-server configuration that trusts them (see docs/broker.md).
+    BrokerBootstrap(BrokerBootstrapArgs),
+}
+
+/// Flags of `sluice-operator broker-bootstrap`.
+#[derive(Debug, Args)]
+pub struct BrokerBootstrapArgs {
+    /// Directory to write the files to (created; existing files are not overwritten).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Address the nats-server's client port listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub host: String,
+    /// The nats-server's client port.
+    #[arg(long, default_value_t = 4222)]
+    pub port: u16,
+    /// Where the nats-server keeps its account JWTs and JetStream data.
+    #[arg(long, default_value = "/data")]
+    pub data_dir: PathBuf,
+}
+
+/// The files `sluice-operator broker-bootstrap` writes, and what each is for.
+pub const BROKER_BOOTSTRAP_FILES: [(&str, &str); 5] = [
+    (
+        "operator.seed",
+        "--broker-operator-seed-file of sluice-operator (secret)",
+    ),
+    (
+        "admin.creds",
+        "--broker-admin-creds-file of sluice-operator (secret)",
+    ),
+    (
+        "ingest.seed",
+        "--nats-ingest-seed-file of sluice-api (secret)",
+    ),
+    ("ingest.pub", "--broker-ingest-key of sluice-operator"),
+    (
+        "nats-server.conf",
+        "the nats-server configuration (operator mode, full resolver)",
+    ),
+];
+
+/// Writes a new broker bootstrap into `args.dir`; answers the files written.
+pub fn broker_bootstrap(args: &BrokerBootstrapArgs) -> Result<Vec<PathBuf>, Error> {
+    let io = |what: &str, e: std::io::Error| Error::Broker(format!("{what}: {e}"));
+    let b = sluice_broker::Bootstrap::generate(sluice_broker::jwt::now())
+        .map_err(|e| Error::Broker(e.to_string()))?;
+    let contents = [
+        b.operator_seed(),
+        b.admin_creds.clone(),
+        b.ingest_seed(),
+        b.ingest.public_key(),
+        b.server_config(&args.host, args.port, &args.data_dir)
+            .render(),
+    ];
+    std::fs::create_dir_all(&args.dir).map_err(|e| io(&args.dir.display().to_string(), e))?;
+    let mut written = vec![];
+    for ((name, _), text) in BROKER_BOOTSTRAP_FILES.iter().zip(contents) {
+        let path = args.dir.join(name);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&path)
+            .map_err(|e| io(&path.display().to_string(), e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| io(&path.display().to_string(), e))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Flags of `sluice-operator run`.
@@ -240,6 +313,12 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
         }
         Command::Rbac => {
             out.write_all(rbac::rules_yaml().as_bytes())?;
+            out.flush()?;
+        }
+        Command::BrokerBootstrap(args) => {
+            for (path, (_, what)) in broker_bootstrap(&args)?.iter().zip(BROKER_BOOTSTRAP_FILES) {
+                writeln!(out, "{}: {what}", path.display())?;
+            }
             out.flush()?;
         }
         Command::Run(args) => {

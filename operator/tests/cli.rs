@@ -20,3 +20,86 @@ fn a_subcommand_is_required_and_unknown_ones_are_refused() {
     assert!(Cli::try_parse_from(["sluice-operator"]).is_err());
     assert!(Cli::try_parse_from(["sluice-operator", "reconcile"]).is_err());
 }
+
+/// `broker-bootstrap` writes files that work together: a nats-server started with the written
+/// configuration lets the operator, with the written seed and creds, create a tenant account;
+/// the seeds are private files, and an existing bootstrap is never overwritten.
+#[tokio::test]
+async fn broker_bootstrap_writes_a_working_installation() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let files = dir.path().join("broker");
+    let data = dir.path().join("data");
+    let args = [
+        "sluice-operator",
+        "broker-bootstrap",
+        "--dir",
+        files.to_str().unwrap(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let mut out = Vec::new();
+    cli(Cli::try_parse_from(args).unwrap(), &mut out)
+        .await
+        .expect("broker-bootstrap runs");
+    let printed = String::from_utf8(out).unwrap();
+    for (name, _) in sluice_operator::BROKER_BOOTSTRAP_FILES {
+        assert!(printed.contains(name), "{printed}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(files.join("operator.seed"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the operator seed is readable by its owner only"
+    );
+    let again = cli(Cli::try_parse_from(args).unwrap(), &mut Vec::new()).await;
+    assert!(again.is_err(), "an existing bootstrap is not overwritten");
+
+    let mut server = std::process::Command::new("nats-server")
+        .arg("-c")
+        .arg(files.join("nats-server.conf"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server (scripts/test.sh installs it)");
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let read = |n: &str| std::fs::read_to_string(files.join(n)).unwrap();
+    let accounts = sluice_operator::accounts::Accounts::new(
+        &url,
+        &sluice_operator::accounts::BrokerAuth {
+            operator_seed: read("operator.seed"),
+            admin_creds: read("admin.creds"),
+            ingest_key: Some(read("ingest.pub")),
+        },
+    )
+    .unwrap();
+    let tenant: sluice_crd::Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "acme", "uid": "uid-1"}, "spec": {"quota": {"maxStreams": 1}}
+    }))
+    .unwrap();
+    let result = accounts.ensure(&tenant).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        result.expect("the account is created"),
+        accounts.account_of("uid-1")
+    );
+}
