@@ -27,9 +27,13 @@ pub const CONSUMERS_PER_PIPELINE: u64 = sluice_crd::MAX_SINKS as u64;
 /// Connections one worker replica opens at most: its source (shared with its dead letters)
 /// and a NATS or JetStream sink.
 pub const CONNECTIONS_PER_WORKER: u64 = 2;
-/// Connections of the platform in each account: the operator's stream manager, and the API's
-/// ingest connection.
-pub const PLATFORM_CONNECTIONS: u64 = 2;
+/// Connections of the platform in each account: the operator's stream manager, and one ingest
+/// connection per API replica, with room for a rolling update of both (the broker closes none
+/// of them; a replica past the limit could not ingest for the tenant).
+pub const PLATFORM_CONNECTIONS: u64 = 16;
+/// How long the operator trusts that the broker still holds an account it pushed: past it, a
+/// reconcile pushes the account again (a broker that lost its resolver data gets it back).
+pub const REPUSH_AFTER: Duration = Duration::from_secs(600);
 /// The name of the stream manager user in every tenant account.
 pub const STREAM_MANAGER: &str = "stream-manager";
 /// The name of the ingest user in every tenant account.
@@ -89,7 +93,7 @@ pub fn account_claims(
         claims.nats.signing_keys.push(ScopedSigningKey::new(
             key,
             INGEST,
-            permissions::ingest(&t.name_any()),
+            permissions::ingest_scope(&t.name_any()),
         ));
     }
     claims
@@ -102,9 +106,9 @@ pub struct Accounts {
     admin_creds: String,
     ingest_key: Option<String>,
     admin: OnceCell<AccountAdmin>,
-    /// What was last pushed for each account (its claims without the issue time), so a
-    /// converged tenant sends nothing.
-    pushed: Mutex<HashMap<String, String>>,
+    /// What was last pushed for each account (its claims without the issue time) and when,
+    /// so a converged tenant sends nothing until [`REPUSH_AFTER`].
+    pushed: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// The stream manager's connection of each tenant account (by tenant uid).
     clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
 }
@@ -147,13 +151,13 @@ impl Accounts {
             .map_err(|e| Error::Broker(e.to_string()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, std::time::Instant)>> {
         self.pushed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Creates the tenant's account, or brings its limits in line with the quota; sends
-    /// nothing when the broker already has these claims from this operator. Answers the
-    /// account's public key.
+    /// nothing when this operator pushed these claims less than [`REPUSH_AFTER`] ago. Answers
+    /// the account's public key.
     pub async fn ensure(&self, t: &Tenant) -> Result<String, Error> {
         let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
         let account = derive::account_key(&self.operator, &uid);
@@ -165,7 +169,11 @@ impl Accounts {
             jwt::now(),
         );
         let print = fingerprint(&claims);
-        if self.lock().get(&uid) == Some(&print) {
+        if self
+            .lock()
+            .get(&uid)
+            .is_some_and(|(p, at)| *p == print && at.elapsed() < REPUSH_AFTER)
+        {
             return Ok(account.public_key());
         }
         let token =
@@ -175,7 +183,7 @@ impl Accounts {
             .upsert_account(&token)
             .await
             .map_err(|e| Error::Broker(e.to_string()))?;
-        self.lock().insert(uid, print);
+        self.lock().insert(uid, (print, std::time::Instant::now()));
         Ok(account.public_key())
     }
 
@@ -252,8 +260,7 @@ impl Accounts {
         use futures::TryStreamExt;
         let client = match self.client(uid).await {
             Ok(c) => c,
-            // The account is unknown to the broker (never created, or deleted already).
-            Err(e) if e.contains("uthorization") => return Ok(()),
+            Err(e) if is_unknown_account(&e) => return Ok(()),
             Err(e) => return Err(Error::Broker(e)),
         };
         let js = async_nats::jetstream::new(client);
@@ -269,6 +276,14 @@ impl Accounts {
         }
         Ok(())
     }
+}
+
+/// Whether a connection error says the account is unknown to the broker (never created, or
+/// deleted already): its users are refused with an authorization violation.
+pub fn is_unknown_account(connect_error: &str) -> bool {
+    connect_error
+        .to_lowercase()
+        .contains("authorization violation")
 }
 
 /// A client of the broker at `url` with `creds` (a creds file's text).
@@ -334,6 +349,6 @@ mod tests {
         let with_ingest = account_claims(&op, "AXYZ", &t, Some(&ingest), 1);
         let key = &with_ingest.nats.signing_keys[0];
         assert_eq!(key.key, ingest);
-        assert_eq!(key.template.permissions, permissions::ingest("acme"));
+        assert_eq!(key.template.permissions, permissions::ingest_scope("acme"));
     }
 }

@@ -104,27 +104,35 @@ fn the_operator_identity_is_refused_outside_the_tenant_namespaces_it_created() {
                 "{message}"
             );
         }
-        // Nor can it delete or change what is there.
-        let (code, _) = refused(
-            "deleting a ConfigMap in kube-system",
-            Api::<ConfigMap>::namespaced(me.clone(), "kube-system")
-                .delete("anything", &Default::default())
-                .await,
-        );
-        assert!(code == 403 || code == 404, "{code}");
-        let theirs: ConfigMap =
-            object(json!({"metadata": {"name": "theirs", "namespace": "default"}}));
-        Api::<ConfigMap>::namespaced(admin.clone(), "default")
-            .create(&pp, &theirs)
-            .await
-            .unwrap();
-        let (code, _) = refused(
-            "deleting a ConfigMap in default",
-            Api::<ConfigMap>::namespaced(me.clone(), "default")
-                .delete("theirs", &Default::default())
-                .await,
-        );
-        assert_eq!(code, 403);
+        // Nor can it delete or change what is there (objects that exist, so that admission,
+        // not a 404, answers).
+        for ns in ["kube-system", "default"] {
+            let theirs: ConfigMap =
+                object(json!({"metadata": {"name": "theirs", "namespace": ns}}));
+            Api::<ConfigMap>::namespaced(admin.clone(), ns)
+                .create(&pp, &theirs)
+                .await
+                .unwrap();
+            let (code, message) = refused(
+                &format!("deleting a ConfigMap in {ns}"),
+                Api::<ConfigMap>::namespaced(me.clone(), ns)
+                    .delete("theirs", &Default::default())
+                    .await,
+            );
+            assert_eq!(code, 403, "{message}");
+            assert!(message.contains("ValidatingAdmissionPolicy"), "{message}");
+            let (code, message) = refused(
+                &format!("changing a ConfigMap in {ns}"),
+                Api::<ConfigMap>::namespaced(me.clone(), ns)
+                    .patch(
+                        "theirs",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"data": {"x": "y"}})),
+                    )
+                    .await,
+            );
+            assert_eq!(code, 403, "{message}");
+        }
 
         // Secrets: not readable anywhere, its own tenant namespaces included.
         for ns in ["kube-system", "default", "sluice-system", tenant_ns] {
@@ -167,6 +175,24 @@ fn the_operator_identity_is_refused_outside_the_tenant_namespaces_it_created() {
         );
         assert_eq!(code, 403, "{message}");
         assert!(message.contains("binds only the tenant role"), "{message}");
+        // The tenant role itself, but to everyone authenticated, or to a ServiceAccount.
+        for (kind, name) in [
+            ("Group", "system:authenticated"),
+            ("ServiceAccount", "sluice-worker"),
+        ] {
+            let mut b = binding(tenant_ns, "ClusterRole", "sluice-tenant-edit");
+            b.metadata.name = Some(format!("grab-{kind}").to_lowercase());
+            b.subjects = Some(vec![object(json!({
+                "kind": kind, "name": name, "namespace": tenant_ns,
+                "apiGroup": if kind == "ServiceAccount" { "" } else { "rbac.authorization.k8s.io" }
+            }))]);
+            let (code, message) = refused(
+                &format!("binding the tenant role to {name}"),
+                rb.create(&pp, &b).await,
+            );
+            assert_eq!(code, 403, "{message}");
+            assert!(message.contains("people and groups only"), "{message}");
+        }
         refused(
             "binding sluice-tenant-edit in kube-system",
             Api::<RoleBinding>::namespaced(me.clone(), "kube-system")
@@ -215,13 +241,14 @@ fn the_operator_identity_is_refused_outside_the_tenant_namespaces_it_created() {
         );
         assert_eq!(code, 403, "{message}");
         assert!(message.contains("only namespaces it created"), "{message}");
-        // Deleting namespaces: not even its own (they go with their Tenant).
+        // Deleting namespaces: not even its own (they go with their Tenant); RBAC grants no
+        // namespace deletion, and the policy would refuse it too.
         refused(
             "deleting a tenant namespace",
             nss.delete(tenant_ns, &Default::default()).await,
         );
 
-        // Leases: only in its own namespace.
+        // Leases: only in its own namespace (its Role there is its only grant of Leases).
         let lease: Lease =
             object(json!({"metadata": {"name": "sluice-operator", "namespace": "default"}}));
         let (code, _) = refused(

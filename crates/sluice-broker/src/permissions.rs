@@ -22,6 +22,11 @@ use sluice_core::subjects;
 
 /// Where replies arrive (async-nats' default inbox prefix).
 pub const INBOX: &str = "_INBOX.>";
+/// The inbox prefix of the API's ingest connections (async-nats' `custom_inbox_prefix`): the
+/// scope of the ingest key allows replies on it only, so an ingest user never reads the
+/// replies meant for the account's other users (the operator's JetStream API answers, the
+/// route workers' pulled events).
+pub const INGEST_INBOX_PREFIX: &str = "_INBOX_sluice_ingest";
 
 /// Allowed and denied subjects (NATS wildcards `*` and `>` allowed). The server's rule: a
 /// subject is permitted when `allow` is empty or one of its subjects matches, and no `deny`
@@ -136,6 +141,15 @@ pub fn ingest(tenant: &str) -> Permissions {
     Permissions {
         publish: SubjectRules::allow([subjects::events_subject(tenant, "*")]),
         subscribe: SubjectRules::allow([INBOX]),
+    }
+}
+
+/// The scope of the ingest key in `tenant`'s account: publishing the tenant's events, and
+/// replies on the ingest inbox prefix only ([`INGEST_INBOX_PREFIX`]).
+pub fn ingest_scope(tenant: &str) -> Permissions {
+    Permissions {
+        publish: SubjectRules::allow([subjects::events_subject(tenant, "*")]),
+        subscribe: SubjectRules::allow([format!("{INGEST_INBOX_PREFIX}.>")]),
     }
 }
 

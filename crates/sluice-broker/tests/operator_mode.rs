@@ -603,7 +603,7 @@ async fn a_scoped_signing_key_signs_users_limited_to_its_template() {
         .push(sluice_broker::claims::ScopedSigningKey::new(
             &signing.public_key(),
             "ingest",
-            permissions::ingest("t"),
+            permissions::ingest_scope("t"),
         ));
     let jwt = sluice_broker::jwt::encode(claims, &broker.operator).unwrap();
     admin.upsert_account(&jwt).await.unwrap();
@@ -619,7 +619,19 @@ async fn a_scoped_signing_key_signs_users_limited_to_its_template() {
     );
     let user_jwt = sluice_broker::jwt::encode(user_claims, &signing).unwrap();
     let creds = sluice_broker::creds::creds_file(&user_jwt, &sluice_broker::keys::seed(&user));
-    let (client, mut events) = connect_watched(&broker.url, &creds).await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let client = async_nats::ConnectOptions::with_credentials(&creds)
+        .unwrap()
+        .custom_inbox_prefix(permissions::INGEST_INBOX_PREFIX)
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        })
+        .connect(&broker.url)
+        .await
+        .expect("the scoped user connects");
     // Its events reach the tenant's stream, acknowledged.
     js(&client)
         .publish("sluice.t.orders.events", "e".into())
@@ -641,6 +653,10 @@ async fn a_scoped_signing_key_signs_users_limited_to_its_template() {
         .publish("sluice.t.orders.other", "x".into())
         .await
         .unwrap();
+    client.flush().await.unwrap();
+    event_where(&mut events, is_permission_violation).await;
+    // Nor can it read the account's other replies, on the usual inbox prefix.
+    let _ = client.subscribe("_INBOX.>").await;
     client.flush().await.unwrap();
     event_where(&mut events, is_permission_violation).await;
     assert_eq!(stream_messages(&manager, "sluice_t_orders").await, 1);

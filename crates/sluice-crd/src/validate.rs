@@ -290,6 +290,15 @@ pub fn tenant(name: &str, spec: &TenantSpec) -> Vec<FieldError> {
     if let Some(m) = names::check_name(name, names::MAX_TENANT_NAME) {
         e.add("metadata.name", m);
     }
+    for (i, owner) in spec.owners.iter().enumerate() {
+        if owner.name.starts_with("system:") {
+            e.add(
+                format!("spec.owners[{i}].name"),
+                "must not be a system: user or group (such as system:authenticated): the \
+                 owners get the tenant role, which is never granted to Kubernetes' own identities",
+            );
+        }
+    }
     let q = &spec.quota;
     if let Some(cpu) = &q.cpu
         && let Err(m) = quota::parse_cpu_millis(&cpu.0)
@@ -380,6 +389,18 @@ pub fn tenant_limits(spec: &TenantSpec) -> quota::Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_owners_are_never_system_identities() {
+        let spec: TenantSpec = serde_json::from_value(serde_json::json!({
+            "owners": [{"kind": "User", "name": "alice"},
+                       {"kind": "Group", "name": "system:authenticated"}]
+        }))
+        .unwrap();
+        let errors = tenant("acme", &spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.owners[1].name");
+    }
 
     #[test]
     fn pipeline_names_start_with_a_letter() {

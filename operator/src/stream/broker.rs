@@ -163,7 +163,16 @@ impl Broker for JetStream {
         settings: &'a StreamSettings,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
-            let js = self.js(settings).await?;
+            let js = match self.js(settings).await {
+                Ok(js) => js,
+                // No account (the tenant was refused, or its account is gone): no stream.
+                Err(BrokerError::Unavailable(e))
+                    if self.accounts.is_some() && crate::accounts::is_unknown_account(&e) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             match js.delete_stream(&settings.name).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.to_string().contains("not found") => Ok(()),

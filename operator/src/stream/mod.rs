@@ -99,8 +99,12 @@ async fn validate_and_admit(
     tenant: Option<&str>,
     ctx: &Context,
 ) -> Result<(Verdict, Option<Tenant>), Error> {
+    // A Tenant being deleted provisions nothing more: its cleanup deletes its streams.
     let found = match tenant {
-        Some(t) => Api::<Tenant>::all(ctx.client.clone()).get_opt(t).await?,
+        Some(t) => Api::<Tenant>::all(ctx.client.clone())
+            .get_opt(t)
+            .await?
+            .filter(|t| t.meta().deletion_timestamp.is_none()),
         None => None,
     };
     let refused = match (tenant, &found) {

@@ -90,17 +90,23 @@ impl TenantAccounts {
     /// The connection to `account`, made on first use and kept while it is up. A connection
     /// that is down (the broker restarting, or the account deleted with its tenant) is
     /// dropped, and made anew; connections that are down are dropped whenever a new one is
-    /// kept, so deleted tenants' connections do not pile up.
+    /// kept, so deleted tenants' connections do not pile up. The lock is never held while
+    /// connecting, so a tenant whose account cannot be reached delays no other tenant.
     async fn context(&self, account: &str) -> Result<async_nats::jetstream::Context, ApiError> {
-        let mut contexts = self.contexts.lock().await;
-        if let Some(c) = contexts.get(account).filter(|c| c.is_up()) {
+        if let Some(c) = self
+            .contexts
+            .lock()
+            .await
+            .get(account)
+            .filter(|c| c.is_up())
+        {
             return Ok(c.js.clone());
         }
-        contexts.retain(|_, c| c.is_up());
         let creds = self.user_creds(account)?;
         let client = async_nats::ConnectOptions::with_credentials(&creds)
             .map_err(|e| ApiError::Internal(format!("ingest user credentials: {e}")))?
             .name("sluice-api")
+            .custom_inbox_prefix(sluice_broker::permissions::INGEST_INBOX_PREFIX)
             .connection_timeout(CONNECT_TIMEOUT)
             .connect(self.url.as_str())
             .await
@@ -112,6 +118,12 @@ impl TenantAccounts {
         let js = async_nats::jetstream::context::ContextBuilder::new()
             .max_ack_inflight(INGEST_MAX_ACK_INFLIGHT)
             .build(client.clone());
+        let mut contexts = self.contexts.lock().await;
+        // Another request may have connected meanwhile: keep one connection.
+        if let Some(c) = contexts.get(account).filter(|c| c.is_up()) {
+            return Ok(c.js.clone());
+        }
+        contexts.retain(|_, c| c.is_up());
         contexts.insert(
             account.to_string(),
             Connection {
