@@ -1,7 +1,7 @@
 # The services and tools the tests need, started or installed when missing. Sourced by
 # scripts/test.sh and scripts/fresh-machine-check.sh; defines functions only.
 #
-#   ensure_tools          psql, python3 with venv, nats-server (Debian packages, one
+#   ensure_tools          psql, python3 with venv, the nats-server binary (Debian packages, one
 #                         `apt-get update` only when something is missing)
 #   ensure_postgres       PostgreSQL listening on 127.0.0.1:5432 (started when installed)
 #   ensure_postgres_role  the tests' role and database, created when missing
@@ -52,7 +52,9 @@ ensure_tools() {
   local missing=()
   command -v psql >/dev/null || missing+=(postgresql-client)
   command -v python3 >/dev/null && python_has_venv || missing+=(python3-venv)
-  command -v nats-server >/dev/null || port_open 4222 || missing+=(nats-server)
+  # The binary itself, even when a NATS server already listens: the broker-isolation tests
+  # start their own nats-server in operator mode.
+  command -v nats-server >/dev/null || missing+=(nats-server)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
