@@ -705,3 +705,70 @@ async fn a_scoped_signing_key_signs_users_limited_to_its_template() {
     .expect_err("a signing key the account does not list");
     assert_authorization_violation(&err);
 }
+
+/// The users a scoped signing key issued, for a signing key `key` of account `t`.
+fn scoped_creds(t: &Tenant, key: &nkeys::KeyPair, name: &str) -> String {
+    let user = generate(Role::User);
+    let claims = sluice_broker::UserClaims::scoped_user(
+        &t.public_key(),
+        &key.public_key(),
+        &user.public_key(),
+        name,
+        sluice_broker::jwt::now(),
+    );
+    let jwt = sluice_broker::jwt::encode(claims, key).unwrap();
+    sluice_broker::creds::creds_file(&jwt, &sluice_broker::keys::seed(&user))
+}
+
+/// Removing a scoped signing key from the account JWT closes the connections of the users it
+/// signed and refuses them afterwards, while the users of the account's other keys go on: how
+/// a route's credentials are revoked (its key leaves the account) and rotated (a new key comes
+/// in, the old one leaves once the new pods run).
+#[tokio::test]
+async fn removing_a_signing_key_shuts_out_the_users_it_signed() {
+    let broker = Broker::start();
+    let admin = broker.admin().await;
+    let t = broker.tenant(&admin, "t", &unlimited()).await;
+    let (old_key, new_key) = (generate(Role::Account), generate(Role::Account));
+    let account = |keys: &[&nkeys::KeyPair]| {
+        let mut claims = sluice_broker::AccountClaims::account(
+            &broker.operator.public_key(),
+            &t.public_key(),
+            "t",
+            &unlimited(),
+            sluice_broker::jwt::now(),
+        );
+        for k in keys {
+            claims
+                .nats
+                .signing_keys
+                .push(sluice_broker::claims::ScopedSigningKey::new(
+                    &k.public_key(),
+                    "route",
+                    permissions::ingest("t"),
+                ));
+        }
+        sluice_broker::jwt::encode(claims, &broker.operator).unwrap()
+    };
+    admin.upsert_account(&account(&[&old_key])).await.unwrap();
+    let old_creds = scoped_creds(&t, &old_key, "old");
+    let (old, mut events) = connect_watched(&broker.url, &old_creds).await;
+
+    // Rotation: both keys while the new pods start, then only the new one.
+    admin
+        .upsert_account(&account(&[&old_key, &new_key]))
+        .await
+        .unwrap();
+    let new = connect(&broker.url, &scoped_creds(&t, &new_key, "new"))
+        .await
+        .expect("the new key signs users in");
+    old.flush().await.expect("the old key still works meanwhile");
+    admin.upsert_account(&account(&[&new_key])).await.unwrap();
+
+    assert_shut_out(&broker, &old, &mut events, &old_creds).await;
+    new.flush().await.expect("the new key's users go on");
+    assert_eq!(
+        new.connection_state(),
+        async_nats::connection::State::Connected
+    );
+}
