@@ -110,6 +110,15 @@ kubectl -n sluice-production create secret generic sluice-postgres \
   --from-literal=url=postgres://sluice:secret@postgres.postgres.svc:5432/sluice >/dev/null
 kubectl -n sluice-production create secret generic sluice-signing-key \
   --from-literal=key="$(head -c 48 /dev/urandom | base64 | tr -d '\n')" >/dev/null
+# The broker identities as the docs make them, and TLS material (its content is not checked).
+"$bin/sluice-operator" broker-bootstrap --dir "$work/broker" >/dev/null
+kubectl -n sluice-production create secret generic sluice-broker-identities \
+  --from-file="$work/broker/operator.seed" --from-file="$work/broker/admin.creds" \
+  --from-file="$work/broker/ingest.seed" --from-file="$work/broker/ingest.pub" >/dev/null
+kubectl -n sluice-production create secret generic sluice-broker-ca \
+  --from-literal=ca.crt=placeholder >/dev/null
+kubectl -n sluice-production create secret generic sluice-broker-worker-tls --type=kubernetes.io/tls \
+  --from-literal=tls.crt=placeholder --from-literal=tls.key=placeholder >/dev/null
 kubectl apply -f "$work/production.yaml" >"$work/apply-production.log" \
   || { cat "$work/apply-production.log" >&2; fail "kubectl apply refused the production rendering"; }
 echo "   $(wc -l <"$work/apply-production.log") objects applied"

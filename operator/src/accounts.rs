@@ -10,14 +10,16 @@
 //! stream manager, a user whose key is derived the same way.
 
 use crate::error::Error;
+use crate::route_users::{Rotation, RouteKey, RouteUsers, WorkerTls};
 use kube::ResourceExt;
 use nkeys::KeyPair;
 use sluice_broker::claims::{AccountClaims, ScopedSigningKey, UserClaims};
 use sluice_broker::creds::creds_file;
 use sluice_broker::limits::{AccountLimits, BrokerQuota};
 use sluice_broker::{AccountAdmin, derive, jwt, keys, permissions};
+use sluice_core::route::BrokerTls;
 use sluice_crd::Tenant;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -34,6 +36,9 @@ pub const PLATFORM_CONNECTIONS: u64 = 16;
 /// How long the operator trusts that the broker still holds an account it pushed: past it, a
 /// reconcile pushes the account again (a broker that lost its resolver data gets it back).
 pub const REPUSH_AFTER: Duration = Duration::from_secs(600);
+/// The largest account JWT the operator pushes: the broker takes a request of at most its
+/// `max_payload` (1 MiB by default), and the JWT grows by about 800 bytes per route key.
+pub const MAX_ACCOUNT_JWT_BYTES: usize = 900 * 1024;
 /// The name of the stream manager user in every tenant account.
 pub const STREAM_MANAGER: &str = "stream-manager";
 /// The name of the ingest user in every tenant account.
@@ -51,6 +56,24 @@ pub struct BrokerAuth {
     /// signing key for that tenant's events; the API holds its seed. `None`: no ingest into
     /// tenant accounts.
     pub ingest_key: Option<String>,
+    /// How often route credentials rotate.
+    pub rotation: Rotation,
+    /// The TLS files given to the workers with their credentials, when the broker uses TLS.
+    pub worker_tls: Option<WorkerTls>,
+}
+
+impl BrokerAuth {
+    /// The broker identities from the operator seed, the administrator's creds and the ingest
+    /// key, with the default rotation and no TLS.
+    pub fn new(operator_seed: String, admin_creds: String, ingest_key: Option<String>) -> Self {
+        BrokerAuth {
+            operator_seed,
+            admin_creds,
+            ingest_key,
+            rotation: Rotation::default(),
+            worker_tls: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for BrokerAuth {
@@ -75,12 +98,14 @@ pub fn broker_quota(t: &Tenant) -> BrokerQuota {
 }
 
 /// The account claims of a tenant (pure, but for the time they are issued at): its limits,
-/// and the ingest key as a signing key scoped to publishing the tenant's events.
+/// the ingest key as a signing key scoped to publishing the tenant's events, and the signing
+/// keys of its routes, each scoped to its route ([`crate::route_users`]).
 pub fn account_claims(
     operator: &KeyPair,
     account: &str,
     t: &Tenant,
     ingest_key: Option<&str>,
+    routes: &[RouteKey],
     iat: u64,
 ) -> AccountClaims {
     let limits = AccountLimits::for_tenant(
@@ -97,6 +122,20 @@ pub fn account_claims(
         ));
     }
     claims
+        .nats
+        .signing_keys
+        .extend(routes.iter().map(|r| r.key.clone()));
+    claims
+}
+
+/// What the operator last pushed for an account.
+struct Pushed {
+    /// The claims, whenever issued ([`fingerprint`]).
+    print: String,
+    /// When.
+    at: std::time::Instant,
+    /// The route signing keys it listed: public key → route identity.
+    routes: BTreeMap<String, String>,
 }
 
 /// The broker's accounts, as the operator runs them.
@@ -106,9 +145,12 @@ pub struct Accounts {
     admin_creds: String,
     ingest_key: Option<String>,
     admin: OnceCell<AccountAdmin>,
-    /// What was last pushed for each account (its claims without the issue time) and when,
-    /// so a converged tenant sends nothing until [`REPUSH_AFTER`].
-    pushed: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    rotation: Rotation,
+    worker_tls: Option<WorkerTls>,
+    tls: Option<BrokerTls>,
+    /// What was last pushed for each account (by tenant uid), so a converged tenant sends
+    /// nothing until [`REPUSH_AFTER`].
+    pushed: Mutex<HashMap<String, Pushed>>,
     /// The stream manager's connection of each tenant account (by tenant uid).
     clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
 }
@@ -122,8 +164,8 @@ fn fingerprint(claims: &AccountClaims) -> String {
 }
 
 impl Accounts {
-    /// The accounts of the broker at `url`.
-    pub fn new(url: &str, auth: &BrokerAuth) -> Result<Self, Error> {
+    /// The accounts of the broker at `url`, reached with TLS as `tls` says.
+    pub fn new(url: &str, auth: &BrokerAuth, tls: Option<&BrokerTls>) -> Result<Self, Error> {
         let operator = keys::from_seed(keys::Role::Operator, auth.operator_seed.trim())
             .map_err(|e| Error::Broker(format!("the broker operator seed: {e}")))?;
         Ok(Accounts {
@@ -131,6 +173,9 @@ impl Accounts {
             operator,
             admin_creds: auth.admin_creds.clone(),
             ingest_key: auth.ingest_key.clone(),
+            rotation: auth.rotation,
+            worker_tls: auth.worker_tls.clone(),
+            tls: tls.cloned(),
             admin: OnceCell::new(),
             pushed: Mutex::default(),
             clients: tokio::sync::Mutex::default(),
@@ -145,20 +190,59 @@ impl Accounts {
     async fn admin(&self) -> Result<&AccountAdmin, Error> {
         self.admin
             .get_or_try_init(|| async {
-                AccountAdmin::connect(&self.url, &self.admin_creds, self.operator.clone()).await
+                AccountAdmin::connect_tls(
+                    &self.url,
+                    &self.admin_creds,
+                    self.operator.clone(),
+                    self.tls.as_ref(),
+                )
+                .await
             })
             .await
             .map_err(|e| Error::Broker(e.to_string()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, std::time::Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pushed>> {
         self.pushed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Creates the tenant's account, or brings its limits in line with the quota; sends
-    /// nothing when this operator pushed these claims less than [`REPUSH_AFTER`] ago. Answers
-    /// the account's public key.
-    pub async fn ensure(&self, t: &Tenant) -> Result<String, Error> {
+    /// What the route users of the tenant whose uid is `uid` are made from, at `now` (Unix
+    /// seconds).
+    pub fn route_users(&self, uid: &str, now: u64) -> RouteUsers {
+        RouteUsers {
+            operator: self.operator.clone(),
+            account: derive::account_key(&self.operator, uid),
+            rotation: self.rotation,
+            now,
+        }
+    }
+
+    /// The TLS files given to the workers, when the broker uses TLS.
+    pub fn worker_tls(&self) -> Option<&WorkerTls> {
+        self.worker_tls.as_ref()
+    }
+
+    /// Whether the account of the tenant whose uid is `uid`, as this operator last pushed it,
+    /// lists exactly `keys` for the routes of the pipeline whose uid is `pipeline_uid`: then
+    /// the pipeline's routes need no push.
+    pub fn lists_routes(&self, uid: &str, pipeline_uid: &str, keys: &[RouteKey]) -> bool {
+        let prefix = format!("{pipeline_uid}/");
+        self.lock().get(uid).is_some_and(|p| {
+            let listed: BTreeSet<&str> = p
+                .routes
+                .iter()
+                .filter(|(_, route)| route.starts_with(&prefix))
+                .map(|(key, _)| key.as_str())
+                .collect();
+            let wanted: BTreeSet<&str> = keys.iter().map(|k| k.key.key.as_str()).collect();
+            listed == wanted && p.at.elapsed() < REPUSH_AFTER
+        })
+    }
+
+    /// Creates the tenant's account, or brings it in line with the quota and with `routes`
+    /// (the signing keys of its routes); sends nothing when this operator pushed these claims
+    /// less than [`REPUSH_AFTER`] ago. Answers the account's public key.
+    pub async fn ensure(&self, t: &Tenant, routes: &[RouteKey]) -> Result<String, Error> {
         let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
         let account = derive::account_key(&self.operator, &uid);
         let claims = account_claims(
@@ -166,24 +250,46 @@ impl Accounts {
             &account.public_key(),
             t,
             self.ingest_key.as_deref(),
+            routes,
             jwt::now(),
         );
         let print = fingerprint(&claims);
         if self
             .lock()
             .get(&uid)
-            .is_some_and(|(p, at)| *p == print && at.elapsed() < REPUSH_AFTER)
+            .is_some_and(|p| p.print == print && p.at.elapsed() < REPUSH_AFTER)
         {
             return Ok(account.public_key());
         }
         let token =
             jwt::encode(claims, &self.operator).map_err(|e| Error::Broker(e.to_string()))?;
+        if token.len() > MAX_ACCOUNT_JWT_BYTES {
+            return Err(Error::Broker(format!(
+                "the account of tenant {} would be {} bytes with its {} route keys, over the \
+                 {MAX_ACCOUNT_JWT_BYTES} bytes the broker takes in one request: lower the \
+                 tenant's maxPipelines quota or its pipelines' sinks",
+                t.name_any(),
+                token.len(),
+                routes.len()
+            )));
+        }
         self.admin()
             .await?
             .upsert_account(&token)
             .await
             .map_err(|e| Error::Broker(e.to_string()))?;
-        self.lock().insert(uid, (print, std::time::Instant::now()));
+        let routes = routes
+            .iter()
+            .map(|r| (r.key.key.clone(), r.route_id.clone()))
+            .collect();
+        self.lock().insert(
+            uid,
+            Pushed {
+                print,
+                at: std::time::Instant::now(),
+                routes,
+            },
+        );
         Ok(account.public_key())
     }
 
@@ -228,7 +334,7 @@ impl Accounts {
             return Ok(c.clone());
         }
         let creds = self.stream_manager_creds(uid).map_err(|e| e.to_string())?;
-        let client = connect(&self.url, &creds).await?;
+        let client = connect_tls(&self.url, &creds, self.tls.as_ref()).await?;
         clients.insert(uid.to_string(), client.clone());
         Ok(client)
     }
@@ -288,8 +394,18 @@ pub fn is_unknown_account(connect_error: &str) -> bool {
 
 /// A client of the broker at `url` with `creds` (a creds file's text).
 pub async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
-    async_nats::ConnectOptions::with_credentials(creds)
-        .map_err(|e| format!("credentials: {e}"))?
+    connect_tls(url, creds, None).await
+}
+
+/// [`connect`], with TLS as `tls` says.
+pub async fn connect_tls(
+    url: &str,
+    creds: &str,
+    tls: Option<&BrokerTls>,
+) -> Result<async_nats::Client, String> {
+    let options = async_nats::ConnectOptions::with_credentials(creds)
+        .map_err(|e| format!("credentials: {e}"))?;
+    sluice_broker::client::with_tls(options, tls)
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
@@ -330,11 +446,11 @@ mod tests {
     fn claims_carry_the_limits_and_their_fingerprint_ignores_the_issue_time() {
         let op = keys::generate(keys::Role::Operator);
         let t = tenant(serde_json::json!({"maxStreams": 4, "storage": "64Ki"}));
-        let a = account_claims(&op, "AXYZ", &t, None, 1);
+        let a = account_claims(&op, "AXYZ", &t, None, &[], 1);
         assert_eq!(a.nats.limits.disk_storage, 65536);
         assert_eq!(a.nats.limits.streams, 4);
         assert_eq!(a.nats.limits.mem_storage, 0);
-        let mut later = account_claims(&op, "AXYZ", &t, None, 2);
+        let mut later = account_claims(&op, "AXYZ", &t, None, &[], 2);
         later.jti = "other".into();
         assert_eq!(fingerprint(&a), fingerprint(&later));
         let bigger = account_claims(
@@ -342,11 +458,12 @@ mod tests {
             "AXYZ",
             &tenant(serde_json::json!({"maxStreams": 5})),
             None,
+            &[],
             1,
         );
         assert_ne!(fingerprint(&a), fingerprint(&bigger));
         let ingest = keys::generate(keys::Role::Account).public_key();
-        let with_ingest = account_claims(&op, "AXYZ", &t, Some(&ingest), 1);
+        let with_ingest = account_claims(&op, "AXYZ", &t, Some(&ingest), &[], 1);
         let key = &with_ingest.nats.signing_keys[0];
         assert_eq!(key.key, ingest);
         assert_eq!(key.template.permissions, permissions::ingest_scope("acme"));

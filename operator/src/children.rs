@@ -110,17 +110,31 @@ pub async fn apply<K: Child>(ctx: &Context, desired: &K) -> Result<Outcome, Erro
     {
         return Ok(Outcome::Unchanged);
     }
-    if let Some(owner) = controller_of(desired) {
-        confirm_owner(ctx, owner, meta.namespace.as_deref().unwrap_or_default()).await?;
-    }
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await?;
-    ctx.count_write(&K::kind(&()));
+    write(ctx, desired).await?;
     Ok(Outcome::Written)
+}
+
+/// Writes `desired` (server-side apply) without reading it first, once its controller is
+/// confirmed: for the objects the operator may write but not read (credentials Secrets).
+pub async fn write<K: Child>(ctx: &Context, desired: &K) -> Result<(), Error> {
+    let meta = desired.meta();
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    if let Some(owner) = controller_of(desired) {
+        confirm_owner(ctx, owner, namespace).await?;
+    }
+    api::<K>(&ctx.client, namespace)
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await?;
+    ctx.count_write(&K::kind(&()));
+    Ok(())
 }
 
 /// The owner reference marked `controller` of an object, if any.

@@ -37,6 +37,8 @@ pub struct OperatorConfig {
     /// the operator then runs an account per tenant (`crate::accounts`). `None`: one shared
     /// account, no broker identities.
     pub broker_auth: Option<crate::accounts::BrokerAuth>,
+    /// TLS to the broker for the operator's own connections (stream provisioning, accounts).
+    pub broker_tls: Option<sluice_core::route::BrokerTls>,
 }
 
 /// The tenant names reserved by default (the API refuses the same list).
@@ -73,6 +75,7 @@ impl Default for OperatorConfig {
             sink_policy: sluice_core::egress::SinkPolicy::default(),
             max_evaluation_cost: sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST,
             broker_auth: None,
+            broker_tls: None,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod rbac;
 pub mod reconcile;
+pub mod route_users;
 pub mod run;
 pub mod stream;
 pub mod tenant;
@@ -221,6 +222,50 @@ pub struct RunArgs {
         requires = "broker_operator_seed_file"
     )]
     pub broker_ingest_key: Option<String>,
+    /// Hours a route's broker credentials live before they are rotated (with
+    /// `--broker-operator-seed-file`).
+    #[arg(long, env = "SLUICE_BROKER_CREDENTIALS_ROTATION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..))]
+    pub broker_credentials_rotation_hours: u64,
+    /// Require TLS to the broker, for the operator and the workers (implied by the other
+    /// `--broker-tls-*` flags).
+    #[arg(long, env = "SLUICE_BROKER_TLS")]
+    pub broker_tls: bool,
+    /// PEM file of the CA the broker's TLS certificate is checked against (default: the
+    /// system roots): TLS is then required for the operator's connections, and the workers get
+    /// the CA with their credentials.
+    #[arg(long, env = "SLUICE_BROKER_TLS_CA_FILE")]
+    pub broker_tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate the operator presents to the broker (with
+    /// `--broker-tls-key-file`).
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_TLS_CERT_FILE",
+        requires = "broker_tls_key_file"
+    )]
+    pub broker_tls_cert_file: Option<PathBuf>,
+    /// Key of `--broker-tls-cert-file`.
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_TLS_KEY_FILE",
+        requires = "broker_tls_cert_file"
+    )]
+    pub broker_tls_key_file: Option<PathBuf>,
+    /// PEM client certificate the workers present to the broker, handed to them in their
+    /// credentials Secret (with `--worker-broker-tls-key-file` and
+    /// `--broker-operator-seed-file`).
+    #[arg(
+        long,
+        env = "SLUICE_WORKER_BROKER_TLS_CERT_FILE",
+        requires = "worker_broker_tls_key_file"
+    )]
+    pub worker_broker_tls_cert_file: Option<PathBuf>,
+    /// Key of `--worker-broker-tls-cert-file`.
+    #[arg(
+        long,
+        env = "SLUICE_WORKER_BROKER_TLS_KEY_FILE",
+        requires = "worker_broker_tls_cert_file"
+    )]
+    pub worker_broker_tls_key_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -239,11 +284,32 @@ impl RunArgs {
             sluice_broker::keys::check_public_key(sluice_broker::Role::Account, key)
                 .map_err(|e| Error::Broker(format!("--broker-ingest-key: {e}")))?;
         }
-        Ok(Some(accounts::BrokerAuth {
-            operator_seed: read(seed)?,
-            admin_creds: read(creds)?,
-            ingest_key: self.broker_ingest_key.clone(),
-        }))
+        let ca = self.broker_tls_ca_file.as_ref().map(read).transpose()?;
+        let client = match (
+            &self.worker_broker_tls_cert_file,
+            &self.worker_broker_tls_key_file,
+        ) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        let mut auth =
+            accounts::BrokerAuth::new(read(seed)?, read(creds)?, self.broker_ingest_key.clone());
+        auth.rotation.period =
+            std::time::Duration::from_secs(self.broker_credentials_rotation_hours * 3600);
+        auth.worker_tls = (self.broker_tls_config().is_some() || client.is_some())
+            .then_some(route_users::WorkerTls { ca, client });
+        Ok(Some(auth))
+    }
+
+    /// TLS to the broker for the operator's own connections, as the flags say.
+    pub fn broker_tls_config(&self) -> Option<sluice_core::route::BrokerTls> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let tls = sluice_core::route::BrokerTls {
+            ca_file: path(&self.broker_tls_ca_file),
+            cert_file: path(&self.broker_tls_cert_file),
+            key_file: path(&self.broker_tls_key_file),
+        };
+        (self.broker_tls || tls != Default::default()).then_some(tls)
     }
 
     /// The run options these flags describe.
@@ -285,6 +351,7 @@ impl RunArgs {
             allow_ambient_credentials: self.allow_ambient_cloud_credentials,
         };
         config.max_evaluation_cost = self.cel_max_evaluation_cost;
+        config.broker_tls = self.broker_tls_config();
         let leader_election = self.leader_election.then(|| {
             let ns = self
                 .lease_namespace

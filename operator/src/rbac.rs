@@ -57,6 +57,14 @@ pub const RULES: &[Rule] = &[
         verbs: READ_WRITE,
         names: &[],
     },
+    // Route credentials: written, never read (no get, list or watch); the admission policy
+    // lets the operator touch only Secrets labelled as broker credentials.
+    Rule {
+        groups: &[""],
+        resources: &["secrets"],
+        verbs: &["create", "patch", "delete"],
+        names: &[],
+    },
     Rule {
         groups: &["apps"],
         resources: &["deployments"],
@@ -181,10 +189,13 @@ mod tests {
             "the Lease lives in the system namespace: a Role, not the ClusterRole"
         );
         assert_eq!(system_namespace_rules().len(), 1);
-        assert!(
-            !allows("", "secrets", "get", None),
-            "workers read secrets, not the operator"
-        );
+        for verb in ["get", "list", "watch", "update"] {
+            assert!(
+                !allows("", "secrets", verb, None),
+                "workers read secrets, not the operator ({verb})"
+            );
+        }
+        assert!(allows("", "secrets", "patch", None), "route credentials");
         assert!(
             !allows("", "namespaces", "delete", None),
             "namespaces go by garbage collection"

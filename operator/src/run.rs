@@ -53,6 +53,7 @@ pub async fn run(
         Some(auth) => Some(Arc::new(crate::accounts::Accounts::new(
             &opts.config.nats_url,
             auth,
+            opts.config.broker_tls.as_ref(),
         )?)),
         None => None,
     };
@@ -200,10 +201,10 @@ fn controllers(
         pipelines: store.clone(),
         pipelines_by_namespace: by_namespace.clone(),
         tenants,
-        broker: Arc::new(stream::broker::JetStream::new(
-            &opts.config.nats_url,
-            accounts.clone(),
-        )),
+        broker: Arc::new(
+            stream::broker::JetStream::new(&opts.config.nats_url, accounts.clone())
+                .with_tls(opts.config.broker_tls.clone()),
+        ),
         accounts,
         requeue: requeue_tx,
     });

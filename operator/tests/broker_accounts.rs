@@ -18,11 +18,11 @@ mod common;
 use common::{Operator, client, eventually, operator_client};
 
 fn auth(nats: &OperatorModeNats) -> BrokerAuth {
-    BrokerAuth {
-        operator_seed: nats.bootstrap.operator_seed(),
-        admin_creds: nats.bootstrap.admin_creds.clone(),
-        ingest_key: Some(nats.bootstrap.ingest.public_key()),
-    }
+    BrokerAuth::new(
+        nats.bootstrap.operator_seed(),
+        nats.bootstrap.admin_creds.clone(),
+        Some(nats.bootstrap.ingest.public_key()),
+    )
 }
 
 async fn create_tenant(c: &Client, name: &str, quota: serde_json::Value) -> String {
@@ -119,7 +119,7 @@ fn tenants_get_accounts_their_streams_and_quota_live_there_and_deletion_revokes(
             ..Default::default()
         };
         let op = Operator::start_with(operator_client(&sim), config, None);
-        let accounts = Accounts::new(&nats.url, &auth(&nats)).unwrap();
+        let accounts = Accounts::new(&nats.url, &auth(&nats), None).unwrap();
 
         let acme = create_tenant(&admin, "acme", json!({"maxStreams": 2, "storage": "64Ki"})).await;
         let bravo = create_tenant(&admin, "bravo", json!({"maxStreams": 2})).await;

@@ -83,11 +83,12 @@ async fn broker_bootstrap_writes_a_working_installation() {
     let read = |n: &str| std::fs::read_to_string(files.join(n)).unwrap();
     let accounts = sluice_operator::accounts::Accounts::new(
         &url,
-        &sluice_operator::accounts::BrokerAuth {
-            operator_seed: read("operator.seed"),
-            admin_creds: read("admin.creds"),
-            ingest_key: Some(read("ingest.pub")),
-        },
+        &sluice_operator::accounts::BrokerAuth::new(
+            read("operator.seed"),
+            read("admin.creds"),
+            Some(read("ingest.pub")),
+        ),
+        None,
     )
     .unwrap();
     let tenant: sluice_crd::Tenant = serde_json::from_value(serde_json::json!({
@@ -95,7 +96,7 @@ async fn broker_bootstrap_writes_a_working_installation() {
         "metadata": {"name": "acme", "uid": "uid-1"}, "spec": {"quota": {"maxStreams": 1}}
     }))
     .unwrap();
-    let result = accounts.ensure(&tenant).await;
+    let result = accounts.ensure(&tenant, &[]).await;
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(

@@ -206,17 +206,17 @@ fn tenant_and_pipeline_converge_to_isolated_routes() {
         let config = RouteConfig::from_json(&cm.data.unwrap()[CONFIG_KEY]).unwrap();
         assert!(config.validate().is_empty());
         assert_eq!(config.filter.as_deref(), Some("event.amount > 100"));
-        // Events record the transitions, for kubectl describe.
-        let events = Api::<Event>::namespaced(c.clone(), NS)
-            .list(&ListParams::default().fields("involvedObject.name=orders"))
-            .await
-            .unwrap();
-        assert!(
-            events
+        // Events record the transitions, for kubectl describe (recorded after the status).
+        eventually("the RoutesReady Event", || async {
+            Api::<Event>::namespaced(c.clone(), NS)
+                .list(&ListParams::default().fields("involvedObject.name=orders"))
+                .await
+                .unwrap()
                 .items
                 .iter()
                 .any(|e| e.reason.as_deref() == Some("RoutesReady"))
-        );
+        })
+        .await;
         // Tenant status counts the usage.
         eventually("tenant usage", || async {
             let t = Api::<Tenant>::all(c.clone()).get("acme").await.unwrap();
@@ -400,13 +400,15 @@ fn suspend_resume_and_sink_removal() {
             route_names(&c, "p").await == ["p-a"]
         })
         .await;
-        assert!(
+        // The route's other objects go right after its Deployment.
+        eventually("route b's ConfigMap removed", || async {
             Api::<ConfigMap>::namespaced(c.clone(), NS)
                 .get_opt("p-b")
                 .await
                 .unwrap()
                 .is_none()
-        );
+        })
+        .await;
         op.stop().await;
     });
 }

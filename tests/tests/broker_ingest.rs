@@ -30,11 +30,11 @@ fn each_tenants_events_go_into_its_own_account_and_its_storage_quota_is_the_brok
     let dir = tempfile::tempdir().unwrap();
     let ingest_seed = dir.path().join("ingest.seed");
     std::fs::write(&ingest_seed, nats.bootstrap.ingest_seed()).unwrap();
-    let auth = BrokerAuth {
-        operator_seed: nats.bootstrap.operator_seed(),
-        admin_creds: nats.bootstrap.admin_creds.clone(),
-        ingest_key: Some(nats.bootstrap.ingest.public_key()),
-    };
+    let auth = BrokerAuth::new(
+        nats.bootstrap.operator_seed(),
+        nats.bootstrap.admin_creds.clone(),
+        Some(nats.bootstrap.ingest.public_key()),
+    );
 
     sim.block_on(async {
         let operator = Operator::start(
@@ -120,7 +120,7 @@ fn each_tenants_events_go_into_its_own_account_and_its_storage_quota_is_the_brok
         assert_eq!(s, 202, "{b}");
         let (s, b, _) = api.ingest("bravo", "orders", &bravo, ndjson(3, 10)).await;
         assert_eq!(s, 202, "{b}");
-        let accounts = Accounts::new(&nats.url, &auth).unwrap();
+        let accounts = Accounts::new(&nats.url, &auth, None).unwrap();
         let tenant_uid = |name: &'static str| {
             let sim = &sim;
             async move {

@@ -151,6 +151,27 @@ struct ServeArgs {
     /// `--nats-url`).
     #[arg(long, env = "SLUICE_NATS_INGEST_SEED_FILE", requires = "nats_url")]
     nats_ingest_seed_file: Option<std::path::PathBuf>,
+    /// Require TLS to the broker (implied by the other `--nats-tls-*` flags).
+    #[arg(long, env = "SLUICE_NATS_TLS")]
+    nats_tls: bool,
+    /// PEM file of the CA the broker's TLS certificate is checked against (default: the
+    /// system roots); TLS is then required.
+    #[arg(long, env = "SLUICE_NATS_TLS_CA_FILE")]
+    nats_tls_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate presented to the broker (with `--nats-tls-key-file`).
+    #[arg(
+        long,
+        env = "SLUICE_NATS_TLS_CERT_FILE",
+        requires = "nats_tls_key_file"
+    )]
+    nats_tls_cert_file: Option<std::path::PathBuf>,
+    /// Key of `--nats-tls-cert-file`.
+    #[arg(
+        long,
+        env = "SLUICE_NATS_TLS_KEY_FILE",
+        requires = "nats_tls_cert_file"
+    )]
+    nats_tls_key_file: Option<std::path::PathBuf>,
     /// Number of API replicas sharing the ingest load: each enforces 1/N of every tenant's
     /// ingest rates and bursts.
     #[arg(long, env = "SLUICE_INGEST_REPLICAS",
@@ -265,18 +286,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => bail!("set both SLUICE_OIDC_ISSUER and SLUICE_OIDC_JWKS, or neither"),
     };
     let config = args.config();
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let tls = Some(sluice_core::route::BrokerTls {
+        ca_file: path(&args.nats_tls_ca_file),
+        cert_file: path(&args.nats_tls_cert_file),
+        key_file: path(&args.nats_tls_key_file),
+    })
+    .filter(|t| args.nats_tls || *t != Default::default());
     let tenant_accounts = match (&args.nats_url, &args.nats_ingest_seed_file) {
         (Some(url), Some(file)) => {
             let seed = std::fs::read_to_string(file)
                 .with_context(|| format!("SLUICE_NATS_INGEST_SEED_FILE {}", file.display()))?;
-            Some(sluice_api::ingest::broker::TenantAccounts::new(url, &seed)?)
+            Some(sluice_api::ingest::broker::TenantAccounts::new(url, &seed)?.with_tls(tls.clone()))
         }
         _ => None,
     };
     let jetstream = match &args.nats_url {
         Some(_) if tenant_accounts.is_some() => None,
         Some(url) => Some(
-            sluice_api::server::connect_jetstream(url)
+            sluice_api::server::connect_jetstream(url, tls.as_ref())
                 .await
                 .with_context(|| format!("NATS URL {url:?}"))?,
         ),

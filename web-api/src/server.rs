@@ -112,8 +112,9 @@ impl ApiServer {
 /// the broker cannot be reached), with [`INGEST_MAX_ACK_INFLIGHT`] publish permits.
 pub async fn connect_jetstream(
     url: &str,
+    tls: Option<&sluice_core::route::BrokerTls>,
 ) -> Result<async_nats::jetstream::Context, async_nats::ConnectError> {
-    let client = async_nats::ConnectOptions::new()
+    let client = sluice_broker::client::with_tls(async_nats::ConnectOptions::new(), tls)
         .name("sluice-api")
         .retry_on_initial_connect()
         .connect(url)

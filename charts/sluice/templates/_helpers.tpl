@@ -205,3 +205,58 @@ imagePullSecrets:
     - protocol: TCP
       port: {{ .Values.platform.broker.port }}
 {{- end }}
+{{- /*
+The broker: identities (NATS operator mode) and TLS, for the operator and the API. Files are
+mounted under /var/run/sluice/broker (identities) and /var/run/sluice/broker-tls/<ca|client|worker>.
+*/}}
+{{- define "sluice.broker.tlsArgs" -}}
+{{- $tls := .ctx.Values.platform.broker.tls }}
+{{- if $tls.enabled }}
+- --{{ .prefix }}-tls
+{{- with $tls.caSecret }}
+- --{{ $.prefix }}-tls-ca-file=/var/run/sluice/broker-tls/ca/ca.crt
+{{- end }}
+{{- with $tls.clientSecret }}
+- --{{ $.prefix }}-tls-cert-file=/var/run/sluice/broker-tls/client/tls.crt
+- --{{ $.prefix }}-tls-key-file=/var/run/sluice/broker-tls/client/tls.key
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "sluice.broker.tlsMounts" -}}
+{{- $tls := .Values.platform.broker.tls }}
+{{- if $tls.enabled }}
+{{- if $tls.caSecret }}
+- name: broker-tls-ca
+  mountPath: /var/run/sluice/broker-tls/ca
+  readOnly: true
+{{- end }}
+{{- if $tls.clientSecret }}
+- name: broker-tls-client
+  mountPath: /var/run/sluice/broker-tls/client
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+{{- define "sluice.broker.tlsVolumes" -}}
+{{- $tls := .Values.platform.broker.tls }}
+{{- if $tls.enabled }}
+{{- with $tls.caSecret }}
+- name: broker-tls-ca
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- with $tls.clientSecret }}
+- name: broker-tls-client
+  secret:
+    secretName: {{ . }}
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
+{{- end }}

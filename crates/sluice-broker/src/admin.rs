@@ -104,8 +104,19 @@ impl AccountAdmin {
     /// Connects to `url` with `creds` (the text of a system account user's creds file, see
     /// [`crate::creds::creds_file`]); `operator` signs the deletions.
     pub async fn connect(url: &str, creds: &str, operator: KeyPair) -> Result<Self, AdminError> {
-        let client = async_nats::ConnectOptions::with_credentials(creds)
-            .map_err(|e| AdminError::Credentials(e.to_string()))?
+        Self::connect_tls(url, creds, operator, None).await
+    }
+
+    /// [`AccountAdmin::connect`], with TLS as `tls` says ([`crate::client::with_tls`]).
+    pub async fn connect_tls(
+        url: &str,
+        creds: &str,
+        operator: KeyPair,
+        tls: Option<&sluice_core::route::BrokerTls>,
+    ) -> Result<Self, AdminError> {
+        let options = async_nats::ConnectOptions::with_credentials(creds)
+            .map_err(|e| AdminError::Credentials(e.to_string()))?;
+        let client = crate::client::with_tls(options, tls)
             .request_timeout(Some(REQUEST_TIMEOUT))
             .connection_timeout(REQUEST_TIMEOUT)
             .connect(url)

@@ -63,9 +63,37 @@ pub enum BootstrapError {
 impl Bootstrap {
     /// A new operator, system account and administrator, issued at `iat`.
     pub fn generate(iat: u64) -> Result<Bootstrap, BootstrapError> {
-        let operator = keys::generate(Role::Operator);
-        let system = keys::generate(Role::Account);
-        let admin = keys::generate(Role::User);
+        Self::from_keys(
+            keys::generate(Role::Operator),
+            keys::generate(Role::Account),
+            keys::generate(Role::User),
+            keys::generate(Role::Account),
+            iat,
+        )
+    }
+
+    /// The bootstrap of an operator seed and an ingest seed kept from an earlier run (local
+    /// mode keeps only these two): the system account and its administrator are derived from
+    /// the operator seed, so the same seeds always give the same installation.
+    pub fn from_seeds(
+        operator_seed: &str,
+        ingest_seed: &str,
+        iat: u64,
+    ) -> Result<Bootstrap, BootstrapError> {
+        let operator = keys::from_seed(Role::Operator, operator_seed.trim())?;
+        let ingest = keys::from_seed(Role::Account, ingest_seed.trim())?;
+        let system = crate::derive::system_account_key(&operator);
+        let admin = crate::derive::system_admin_key(&operator);
+        Self::from_keys(operator, system, admin, ingest, iat)
+    }
+
+    fn from_keys(
+        operator: KeyPair,
+        system: KeyPair,
+        admin: KeyPair,
+        ingest: KeyPair,
+        iat: u64,
+    ) -> Result<Bootstrap, BootstrapError> {
         let operator_jwt = jwt::encode(
             OperatorClaims::operator(
                 &operator.public_key(),
@@ -101,7 +129,7 @@ impl Bootstrap {
             system_account: system.public_key(),
             system_account_jwt,
             admin_creds: creds_file(&admin_jwt, &keys::seed(&admin)),
-            ingest: keys::generate(Role::Account),
+            ingest,
         })
     }
 
@@ -152,5 +180,16 @@ mod tests {
             .server_config("127.0.0.1", 4222, Path::new("/data"))
             .render();
         assert!(config.contains(&b.system_account));
+    }
+
+    #[test]
+    fn the_same_seeds_give_the_same_installation() {
+        let b = Bootstrap::generate(1).unwrap();
+        let again = Bootstrap::from_seeds(&b.operator_seed(), &b.ingest_seed(), 2).unwrap();
+        let twice = Bootstrap::from_seeds(&b.operator_seed(), &b.ingest_seed(), 3).unwrap();
+        assert_eq!(again.system_account, twice.system_account);
+        assert_eq!(again.operator.public_key(), b.operator.public_key());
+        assert_eq!(again.ingest.public_key(), b.ingest.public_key());
+        assert!(Bootstrap::from_seeds(&b.ingest_seed(), &b.ingest_seed(), 1).is_err());
     }
 }

@@ -24,6 +24,16 @@ fn derive(operator: &KeyPair, role: Role, label: &str, inputs: &[&str]) -> KeyPa
         .expect("a 32-byte seed makes a key pair of any type")
 }
 
+/// The system account's key, for installations that keep only the operator seed (local mode).
+pub fn system_account_key(operator: &KeyPair) -> KeyPair {
+    derive(operator, Role::Account, "sluice/system-account/v1", &[])
+}
+
+/// The system account administrator's key, for installations that keep only the operator seed.
+pub fn system_admin_key(operator: &KeyPair) -> KeyPair {
+    derive(operator, Role::User, "sluice/system-admin/v1", &[])
+}
+
 /// The account key of the tenant whose uid is `tenant_uid`.
 pub fn account_key(operator: &KeyPair, tenant_uid: &str) -> KeyPair {
     derive(operator, Role::Account, "sluice/account/v1", &[tenant_uid])
@@ -33,6 +43,28 @@ pub fn account_key(operator: &KeyPair, tenant_uid: &str) -> KeyPair {
 /// key).
 pub fn user_key(operator: &KeyPair, account: &str, purpose: &str) -> KeyPair {
     derive(operator, Role::User, "sluice/user/v1", &[account, purpose])
+}
+
+/// The signing key of route `route` (its pipeline's uid and its sink) in `account`, for
+/// rotation epoch `epoch`: the account lists it as a signing key scoped to the route's
+/// permissions while the route's users of that epoch may connect.
+pub fn route_signing_key(operator: &KeyPair, account: &str, route: &str, epoch: u64) -> KeyPair {
+    derive(
+        operator,
+        Role::Account,
+        "sluice/route-signing/v1",
+        &[account, route, &epoch.to_string()],
+    )
+}
+
+/// The key of route `route`'s user in `account` for rotation epoch `epoch`.
+pub fn route_user_key(operator: &KeyPair, account: &str, route: &str, epoch: u64) -> KeyPair {
+    derive(
+        operator,
+        Role::User,
+        "sluice/route-user/v1",
+        &[account, route, &epoch.to_string()],
+    )
 }
 
 #[cfg(test)]
@@ -61,6 +93,21 @@ mod tests {
         assert_ne!(
             u.public_key(),
             user_key(&op, &a.public_key(), "ingest").public_key()
+        );
+        let r = route_signing_key(&op, &a.public_key(), "p-uid/alerts", 7);
+        assert!(r.public_key().starts_with('A'));
+        assert_ne!(
+            r.public_key(),
+            route_signing_key(&op, &a.public_key(), "p-uid/alerts", 8).public_key()
+        );
+        assert_ne!(
+            r.public_key(),
+            route_signing_key(&op, &a.public_key(), "p-uid/other", 7).public_key()
+        );
+        assert!(
+            route_user_key(&op, &a.public_key(), "p-uid/alerts", 7)
+                .public_key()
+                .starts_with('U')
         );
         // Length prefixes: moving a character between inputs changes the key.
         assert_ne!(

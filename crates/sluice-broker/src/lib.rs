@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod bootstrap;
 pub mod claims;
+pub mod client;
 pub mod creds;
 pub mod derive;
 pub mod jwt;

@@ -120,8 +120,16 @@ pub fn sink_subject(sink: &Sink) -> Option<&str> {
     }
 }
 
+/// The inbox prefix of the route called `route` (its objects' name, unique in its tenant's
+/// namespace, so in its account): its user may read replies on it only, never those of the
+/// account's other routes or of the platform.
+pub fn route_inbox_prefix(route: &str) -> String {
+    format!("_INBOX_route_{route}")
+}
+
 /// The permissions of a route's user: exactly what the worker running `config` does on the
-/// broker.
+/// broker. Replies arrive on the route's inbox prefix (`broker.inboxPrefix`), or on the
+/// default inboxes when the configuration names none.
 pub fn route(config: &RouteConfig) -> Permissions {
     let Source::Jetstream {
         stream, durable, ..
@@ -129,9 +137,13 @@ pub fn route(config: &RouteConfig) -> Permissions {
     let mut publish = consumer_api(stream, durable);
     publish.extend(sink_subject(&config.sink).map(str::to_string));
     publish.push(config.dead_letter.subject.clone());
+    let inbox = match &config.broker.inbox_prefix {
+        Some(prefix) => format!("{prefix}.>"),
+        None => INBOX.to_string(),
+    };
     Permissions {
         publish: SubjectRules::allow(publish),
-        subscribe: SubjectRules::allow([INBOX]),
+        subscribe: SubjectRules::allow([inbox]),
     }
 }
 
@@ -244,6 +256,19 @@ mod tests {
         assert!(p.subscribe.permits("_INBOX.abc.1"));
         assert!(!p.subscribe.permits("sluice.acme.orders.events"));
         assert!(!p.subscribe.permits("sluice.other.>"));
+    }
+
+    #[test]
+    fn a_route_with_its_own_inbox_prefix_reads_no_other_replies() {
+        let mut c = config(
+            r#"{"kind": "nats", "url": "nats://127.0.0.1:4222", "subject": "sluice.acme.alerts.big"}"#,
+        );
+        c.broker.inbox_prefix = Some(route_inbox_prefix("orders-alerts"));
+        let p = route(&c);
+        assert!(p.subscribe.permits("_INBOX_route_orders-alerts.abc.1"));
+        assert!(!p.subscribe.permits("_INBOX.abc.1"));
+        assert!(!p.subscribe.permits("_INBOX_route_orders-other.abc.1"));
+        assert!(!p.subscribe.permits("_INBOX_sluice_ingest.abc"));
     }
 
     #[test]

@@ -762,7 +762,9 @@ async fn removing_a_signing_key_shuts_out_the_users_it_signed() {
     let new = connect(&broker.url, &scoped_creds(&t, &new_key, "new"))
         .await
         .expect("the new key signs users in");
-    old.flush().await.expect("the old key still works meanwhile");
+    old.flush()
+        .await
+        .expect("the old key still works meanwhile");
     admin.upsert_account(&account(&[&new_key])).await.unwrap();
 
     assert_shut_out(&broker, &old, &mut events, &old_creds).await;

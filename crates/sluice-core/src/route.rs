@@ -59,6 +59,50 @@ pub struct RouteConfig {
     /// [`expr::limits::DEFAULT_MAX_EVALUATION_COST`]); an event over it is dead-lettered.
     #[serde(default = "default_max_evaluation_cost")]
     pub max_evaluation_cost: u64,
+    /// How every connection to the platform's broker (source, NATS sinks, dead letters)
+    /// authenticates and is secured.
+    #[serde(default, skip_serializing_if = "BrokerClient::is_default")]
+    pub broker: BrokerClient,
+}
+
+/// How a worker connects to the platform's broker: its credentials, the inbox prefix its
+/// permissions allow replies on, and TLS. Every path is a mounted file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrokerClient {
+    /// Path of the route user's NATS creds file (JWT and seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+    /// The prefix of the inboxes replies arrive on (JetStream API answers, pulled events,
+    /// publish acknowledgements); the route user may subscribe to nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_prefix: Option<String>,
+    /// TLS to the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BrokerTls>,
+}
+
+impl BrokerClient {
+    /// Whether nothing is set (no credentials, default inboxes, no TLS).
+    pub fn is_default(&self) -> bool {
+        *self == BrokerClient::default()
+    }
+}
+
+/// TLS to the broker: the server is verified against `caFile` (the system's roots when
+/// unset), and a client certificate is presented when `certFile` and `keyFile` are set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrokerTls {
+    /// PEM file of the certificate authorities the broker's certificate is checked against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM file of the client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM file of the client certificate's private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 fn default_max_evaluation_cost() -> u64 {
@@ -119,9 +163,6 @@ pub enum Source {
         /// messages it holds alive with in-progress acknowledgements.
         #[serde(default = "default_ack_wait_seconds")]
         ack_wait_seconds: u32,
-        /// Path of a NATS credentials file, when the broker needs one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        credentials_file: Option<String>,
     },
 }
 
@@ -174,9 +215,6 @@ pub enum Sink {
         url: String,
         /// Subject events are published on.
         subject: String,
-        /// Path of a NATS credentials file.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        credentials_file: Option<String>,
     },
     /// JetStream publish with acknowledgement of each event.
     #[serde(rename_all = "camelCase")]
@@ -185,9 +223,6 @@ pub enum Sink {
         url: String,
         /// Subject (captured by the target stream).
         subject: String,
-        /// Path of a NATS credentials file.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        credentials_file: Option<String>,
     },
     /// Batched POST of a JSON array of events.
     #[serde(rename_all = "camelCase")]
@@ -410,6 +445,16 @@ impl RouteConfig {
                 }
             }
         }
+        if let Some(prefix) = &self.broker.inbox_prefix
+            && (prefix.is_empty()
+                || prefix.contains(['*', '>', ' ', '\t'])
+                || prefix.split('.').any(str::is_empty))
+        {
+            err(
+                "broker.inboxPrefix",
+                "must be subject tokens separated by '.', with no wildcard or space".into(),
+            );
+        }
         if let Some(f) = &self.filter
             && let Err(m) = expr::check(f)
         {
@@ -608,15 +653,21 @@ mod tests {
         c.sink = Sink::Jetstream {
             url: "nats://127.0.0.1:4222".into(),
             subject: "sluice.acme.orders.events".into(),
-            credentials_file: None,
         };
         c.dead_letter.subject = "sluice.acme.orders.events".into();
+        c.broker.inbox_prefix = Some("_INBOX.>".into());
         c.sink_policy.deny_cidrs = vec!["10.0.0.0/99".into()];
         c.filter = Some(format!("event.a{}", ".b".repeat(2000)));
         let fields: Vec<String> = c.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(
             fields,
-            ["filter", "sink.subject", "deadLetter.subject", "sinkPolicy"]
+            [
+                "broker.inboxPrefix",
+                "filter",
+                "sink.subject",
+                "deadLetter.subject",
+                "sinkPolicy"
+            ]
         );
     }
 

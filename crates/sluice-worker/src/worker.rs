@@ -154,12 +154,10 @@ async fn move_events(
     );
     let limits = Limits::for_route(&config);
     let SourceConfig::Jetstream {
-        url: source_url,
-        credentials_file,
-        ..
+        url: source_url, ..
     } = &config.source;
     let Some(client) = until_ok("connecting to the source", shutdown, || {
-        connect(source_url, credentials_file.as_deref(), &name)
+        connect(source_url, &config.broker, &name)
     })
     .await
     else {
@@ -178,7 +176,7 @@ async fn move_events(
         return Ok(());
     };
     let Some(sink) = until_ok("setting up the sink", shutdown, || {
-        AnySink::connect(&config.sink, &config.sink_policy, &name)
+        AnySink::connect(&config.sink, &config.sink_policy, &config.broker, &name)
     })
     .await
     else {
@@ -188,7 +186,7 @@ async fn move_events(
         client.clone()
     } else {
         let Some(c) = until_ok("connecting to the dead-letter broker", shutdown, || {
-            connect(&config.dead_letter.url, credentials_file.as_deref(), &name)
+            connect(&config.dead_letter.url, &config.broker, &name)
         })
         .await
         else {

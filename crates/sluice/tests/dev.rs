@@ -5,8 +5,12 @@
 //! (exit 0, no worker left), and a restart on the same directory resumes: the pipeline is still
 //! there and Ready, tokens still work, and no new bootstrap token is issued.
 //!
-//! Needs `kubectl` on PATH and NATS with JetStream at `SLUICE_TEST_NATS_URL` (default
-//! `nats://127.0.0.1:4222`); builds `sluice-worker` into the same target directory first.
+//! `sluice dev` starts its own `nats-server` (on a free port), in operator mode as in
+//! production: the route runs as its own broker user, from the credentials Secret the operator
+//! wrote, and an anonymous client is refused.
+//!
+//! Needs `kubectl` and `nats-server` on PATH; builds `sluice-worker` into the same target
+//! directory first.
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -56,9 +60,12 @@ struct Dev {
 }
 
 impl Dev {
-    fn start(data: &Path, worker: &Path, api_port: u16, kube_port: u16, run: usize) -> Dev {
-        let nats = std::env::var("SLUICE_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    fn start(data: &Path, worker: &Path, ports: Ports, run: usize) -> Dev {
+        let Ports {
+            api: api_port,
+            kube: kube_port,
+            nats: nats_port,
+        } = ports;
         let stderr = data.with_extension(format!("stderr-{run}.log"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("dev")
@@ -68,7 +75,8 @@ impl Dev {
             .args(["--kube-port", &kube_port.to_string()])
             .arg("--worker-bin")
             .arg(worker)
-            .env("NATS_URL", nats)
+            .args(["--nats-port", &nats_port.to_string()])
+            .env_remove("NATS_URL")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -143,6 +151,25 @@ impl Drop for Dev {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The first line a NATS server sends a new client (`INFO {...}`).
+fn nats_info(port: u16) -> String {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the dev broker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line
+}
+
+/// The ports one `sluice dev` listens on.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    api: u16,
+    kube: u16,
+    nats: u16,
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
@@ -303,7 +330,12 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
     let worker = build_worker();
     let tmp = tempfile::tempdir().unwrap();
     let data = std::fs::canonicalize(tmp.path()).unwrap().join("state");
-    let (api_port, kube_port) = (free_port(), free_port());
+    let ports = Ports {
+        api: free_port(),
+        kube: free_port(),
+        nats: free_port(),
+    };
+    let api_port = ports.api;
     let tenant = format!(
         "dev{:x}",
         (std::process::id() as u128
@@ -317,7 +349,7 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
     let kubeconfig = data.join("kubeconfig");
 
     // First start: the banner, with the API URL and the bootstrap token.
-    let mut dev = Dev::start(&data, &worker, api_port, kube_port, 1);
+    let mut dev = Dev::start(&data, &worker, ports, 1);
     dev.wait_line("banner", Duration::from_secs(120), |l| {
         l.contains("sluice dev is ready")
     });
@@ -420,6 +452,58 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
             ),
             other => panic!("event {other:?} should have been filtered out: {e}"),
         }
+    }
+
+    // The broker sluice dev started runs in operator mode: it asks every client to
+    // authenticate, and each route connects as its own user, from the credentials Secret the
+    // operator wrote for it (labelled as broker credentials), named in its pods' template.
+    assert!(
+        nats_info(ports.nats).contains(r#""auth_required":true"#),
+        "the dev broker asks for credentials"
+    );
+    for route in ["large-orders-archive", "large-orders-console"] {
+        let secret = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "secret",
+                &format!("{route}-broker"),
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        assert!(
+            secret.status.success(),
+            "{}",
+            String::from_utf8_lossy(&secret.stderr)
+        );
+        let secret: Value = serde_json::from_slice(&secret.stdout).unwrap();
+        assert_eq!(
+            secret["metadata"]["labels"]["sluice.dev/credentials"],
+            "broker"
+        );
+        assert!(secret["data"]["user.creds"].is_string(), "{secret}");
+        let user = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "deployment",
+                route,
+                "-n",
+                &ns,
+                "-o",
+                r#"jsonpath={.spec.template.metadata.annotations.sluice\.dev/broker-user}"#,
+            ],
+            None,
+        );
+        assert!(
+            String::from_utf8_lossy(&user.stdout).starts_with('U'),
+            "{route}: {}",
+            String::from_utf8_lossy(&user.stderr)
+        );
     }
 
     // A file sink path climbing out of the data directory is refused: its route fails with
@@ -537,7 +621,7 @@ spec:
 
     // A restart on the same data dir resumes: no new bootstrap token, the pipeline is still
     // there and becomes Ready again, the producer token still works.
-    let mut dev = Dev::start(&data, &worker, api_port, kube_port, 2);
+    let mut dev = Dev::start(&data, &worker, ports, 2);
     dev.wait_line("banner", Duration::from_secs(120), |l| {
         l.contains("sluice dev is ready")
     });
@@ -593,7 +677,7 @@ spec:
         4,
         "the workers outlive a SIGKILLed sluice dev"
     );
-    let mut dev = Dev::start(&data, &worker, api_port, kube_port, 3);
+    let mut dev = Dev::start(&data, &worker, ports, 3);
     dev.wait_line("banner", Duration::from_secs(180), |l| {
         l.contains("sluice dev is ready")
     });

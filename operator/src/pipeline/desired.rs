@@ -4,13 +4,15 @@
 
 use super::route::Route;
 use crate::config::OperatorConfig;
+use crate::route_users::{self, RouteUser, RouteUsers};
 use crate::tenant::desired::WORKER_SERVICE_ACCOUNT;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -35,6 +37,9 @@ pub struct Inputs<'a> {
     pub config: &'a OperatorConfig,
     /// Replicas per route: the pipeline's parallelism, or 0 when it or its tenant is suspended.
     pub replicas: i32,
+    /// The route users of the tenant's account, with tenant accounts at the broker: each
+    /// route then gets its user's creds in a Secret its pods mount.
+    pub users: Option<&'a RouteUsers>,
 }
 
 /// Labels shared by everything of one route (also the pods' selector).
@@ -85,13 +90,11 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         route::Sink::Nats {
             url: cfg.nats_url.clone(),
             subject: format!("{}.{}", subjects::tenant_prefix(tenant), n.subject),
-            credentials_file: None,
         }
     } else if let Some(j) = &sink.jetstream {
         route::Sink::Jetstream {
             url: cfg.nats_url.clone(),
             subject: subjects::events_subject(tenant, &j.stream),
-            credentials_file: None,
         }
     } else if let Some(h) = &sink.http {
         let ms = |d: &Option<String>, default: u64| {
@@ -163,7 +166,6 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
             start_time: spec.source.start_time.as_ref().map(|t| t.0.to_string()),
             max_ack_pending: 10_000,
             ack_wait_seconds: 30,
-            credentials_file: None,
         },
         filter: spec.filter.clone(),
         projection,
@@ -190,6 +192,20 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         liveness: route::Liveness::default(),
         sink_policy: cfg.sink_policy.clone(),
         max_evaluation_cost: cfg.max_evaluation_cost,
+        broker: broker_client(&names::route_name(&pipeline, &sink.name), cfg),
+    }
+}
+
+/// How route `route`'s workers connect to the broker: on their own inbox prefix always; with
+/// tenant accounts, as the route's user, whose creds (and TLS files) are in its Secret.
+fn broker_client(route: &str, cfg: &OperatorConfig) -> route::BrokerClient {
+    let auth = cfg.broker_auth.as_ref();
+    route::BrokerClient {
+        credentials_file: auth.map(|_| route_users::mounted_file(route, route_users::CREDS_KEY)),
+        inbox_prefix: Some(sluice_broker::permissions::route_inbox_prefix(route)),
+        tls: auth
+            .and_then(|a| a.worker_tls.as_ref())
+            .map(|t| t.config(route)),
     }
 }
 
@@ -230,6 +246,12 @@ fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Rout
     let config_json = config.to_json();
     let hash = format!("{:016x}", names::fnv1a(config_json.as_bytes()));
     let labels = route_labels(tenant, &pipeline, &sink.name);
+    let route_id = route_users::route_id(p.metadata.uid.as_deref().unwrap_or_default(), &sink.name);
+    let user = inputs.users.map(|u| u.user(&route_id, &name));
+    let mut pod_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)]);
+    if let Some(u) = &user {
+        pod_annotations.insert(route_users::USER_ANNOTATION.into(), u.public_key.clone());
+    }
     let metadata = ObjectMeta {
         name: Some(name.clone()),
         namespace: p.metadata.namespace.clone(),
@@ -251,14 +273,20 @@ fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Rout
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels.clone()),
-            annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+            annotations: Some(pod_annotations),
             ..Default::default()
         }),
         spec: Some(pod_spec(p, &name, sink, inputs)),
     };
+    let secret = user
+        .as_ref()
+        .map(|u| credentials_secret(&metadata, &name, u, cfg));
     Route {
         sink: sink.name.clone(),
+        route_id,
         name,
+        user,
+        secret,
         config,
         config_map: ConfigMap {
             metadata: metadata.clone(),
@@ -305,6 +333,40 @@ fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Rout
     }
 }
 
+/// The Secret of route `name`'s broker credentials: its user's creds, and the TLS files the
+/// platform gives workers. Labelled as broker credentials, the only Secrets the operator may
+/// write.
+fn credentials_secret(
+    route_meta: &ObjectMeta,
+    name: &str,
+    user: &RouteUser,
+    cfg: &OperatorConfig,
+) -> Secret {
+    let mut metadata = route_meta.clone();
+    metadata.name = Some(route_users::secret_name(name));
+    metadata.labels.get_or_insert_with(BTreeMap::new).insert(
+        route_users::CREDENTIALS_LABEL.into(),
+        route_users::CREDENTIALS_KIND.into(),
+    );
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let mut data = BTreeMap::from([(route_users::CREDS_KEY.to_string(), bytes(&user.creds))]);
+    if let Some(tls) = cfg.broker_auth.as_ref().and_then(|a| a.worker_tls.as_ref()) {
+        if let Some(ca) = &tls.ca {
+            data.insert(route_users::CA_KEY.into(), bytes(ca));
+        }
+        if let Some((cert, key)) = &tls.client {
+            data.insert(route_users::CERT_KEY.into(), bytes(cert));
+            data.insert(route_users::KEY_KEY.into(), bytes(key));
+        }
+    }
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
 /// The worker pods of route `name`: restricted, with the route's config and secrets mounted,
 /// scheduled as the tenant's isolation says.
 fn pod_spec(p: &Pipeline, name: &str, sink: &Sink, inputs: &Inputs) -> PodSpec {
@@ -334,7 +396,11 @@ fn pod_spec(p: &Pipeline, name: &str, sink: &Sink, inputs: &Inputs) -> PodSpec {
         mount("config", route::CONFIG_MOUNT_DIR.to_string(), Some(true)),
         mount("tmp", "/tmp".to_string(), None),
     ];
-    for (i, secret) in secrets_of(sink).into_iter().enumerate() {
+    let mut secrets = secrets_of(sink);
+    if inputs.users.is_some() {
+        secrets.insert(route_users::secret_name(name));
+    }
+    for (i, secret) in secrets.into_iter().enumerate() {
         let vol = format!("secret-{i}");
         volumes.push(Volume {
             name: vol.clone(),
@@ -467,6 +533,7 @@ mod tests {
                 tenant: &t,
                 config: &cfg,
                 replicas: 2,
+                users: None,
             },
         );
         assert_eq!(routes.len(), p.spec.sinks.len());
@@ -544,6 +611,92 @@ mod tests {
     }
 
     #[test]
+    fn with_tenant_accounts_each_route_mounts_its_own_broker_user() {
+        let (p, t) = fixtures();
+        let operator = sluice_broker::keys::generate(sluice_broker::Role::Operator);
+        let cfg = OperatorConfig {
+            broker_auth: Some(crate::accounts::BrokerAuth {
+                worker_tls: Some(route_users::WorkerTls {
+                    ca: Some("CA PEM".into()),
+                    client: None,
+                }),
+                ..crate::accounts::BrokerAuth::new(
+                    sluice_broker::keys::seed(&operator),
+                    String::new(),
+                    None,
+                )
+            }),
+            ..Default::default()
+        };
+        let users = RouteUsers {
+            account: sluice_broker::derive::account_key(&operator, "t-uid"),
+            operator,
+            rotation: route_users::Rotation::default(),
+            now: 1_800_000_000,
+        };
+        let routes = routes(
+            &p,
+            &Inputs {
+                tenant: &t,
+                config: &cfg,
+                replicas: 1,
+                users: Some(&users),
+            },
+        );
+        let alerts = &routes[0];
+        let user = alerts.user.as_ref().expect("a user per route");
+        assert_ne!(
+            Some(user),
+            routes[1].user.as_ref(),
+            "routes do not share users"
+        );
+        assert_eq!(alerts.route_id, "p-uid/alerts");
+        let secret = to_json(alerts.secret.as_ref().unwrap());
+        assert_eq!(secret["metadata"]["name"], "large-orders-alerts-broker");
+        assert_eq!(
+            secret["metadata"]["labels"][route_users::CREDENTIALS_LABEL],
+            "broker"
+        );
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], "p-uid");
+        let data = &alerts.secret.as_ref().unwrap().data.as_ref().unwrap();
+        assert_eq!(data[route_users::CREDS_KEY].0, user.creds.as_bytes());
+        assert_eq!(data[route_users::CA_KEY].0, b"CA PEM");
+        let broker = &alerts.config.broker;
+        assert_eq!(
+            broker.credentials_file.as_deref(),
+            Some("/var/run/sluice/secrets/large-orders-alerts-broker/user.creds")
+        );
+        assert_eq!(
+            broker.inbox_prefix.as_deref(),
+            Some("_INBOX_route_large-orders-alerts")
+        );
+        assert_eq!(
+            broker.tls.as_ref().and_then(|t| t.ca_file.as_deref()),
+            Some("/var/run/sluice/secrets/large-orders-alerts-broker/ca.crt")
+        );
+        let d = to_json(&alerts.deployment);
+        let template = &d["spec"]["template"];
+        assert_eq!(
+            template["metadata"]["annotations"][route_users::USER_ANNOTATION],
+            user.public_key.as_str()
+        );
+        assert!(
+            template["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["secret"]["secretName"] == "large-orders-alerts-broker")
+        );
+        // The account's keys for the route are scoped to what its worker does.
+        let keys = users.keys(&alerts.route_id, &alerts.name, &alerts.config);
+        assert!(!keys.is_empty());
+        assert_eq!(
+            keys.last().unwrap().key.template.permissions,
+            sluice_broker::permissions::route(&alerts.config)
+        );
+    }
+
+    #[test]
     fn a_config_change_changes_the_pod_hash_and_only_that_route() {
         let (mut p, t) = fixtures();
         let cfg = OperatorConfig::default();
@@ -551,6 +704,7 @@ mod tests {
             tenant: &t,
             config: &cfg,
             replicas: 1,
+            users: None,
         };
         let before = routes(&p, &inputs);
         p.spec.sinks[0].nats.as_mut().unwrap().subject = "alerts.other".into();

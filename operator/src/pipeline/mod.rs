@@ -13,6 +13,7 @@ use crate::children::Keep;
 use crate::context::Context;
 use crate::error::Error;
 use crate::reconcile::{self, Reconciled};
+use crate::route_users::{self, RouteKey, RouteUsers};
 use admission::{Candidate, Decision};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -45,7 +46,26 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
     let owner = fetch_tenant(&ns, &ctx).await?;
     let verdict = validate_and_admit(&p, &ns, &owner, &ctx).await?;
     let suspended = p.spec.suspend || owner.tenant.as_ref().is_some_and(|t| t.spec.suspend);
-    let (routes, keep) = build(&p, &verdict, owner.tenant.as_ref(), suspended, &ctx);
+    let users = match (&ctx.accounts, &owner.tenant) {
+        (Some(accounts), Some(t)) => Some(accounts.route_users(
+            &t.uid().ok_or(Error::MissingField("metadata.uid"))?,
+            sluice_broker::jwt::now(),
+        )),
+        _ => None,
+    };
+    let (routes, keep) = build(
+        &p,
+        &verdict,
+        owner.tenant.as_ref(),
+        suspended,
+        users.as_ref(),
+        &ctx,
+    );
+    if let (Some(users), Some(t)) = (&users, &owner.tenant)
+        && !routes.is_empty()
+    {
+        list_route_keys(&p, t, &routes, users, &ctx).await?;
+    }
     for r in &routes {
         route::apply(&ctx, r).await?;
     }
@@ -65,7 +85,78 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         now: &Time(jiff::Timestamp::now()),
     });
     reconcile::write_status(&ctx, p.as_ref(), &next).await?;
-    Ok(Action::requeue(ctx.config.resync))
+    // Back when a route's credentials rotate, or the previous ones' grace ends.
+    let next_change = routes
+        .iter()
+        .filter_map(|r| r.user.as_ref().map(|u| u.epochs.next_change))
+        .min();
+    Ok(Action::requeue(
+        next_change.map_or(ctx.config.resync, |n| n.min(ctx.config.resync)),
+    ))
+}
+
+/// Makes the tenant's account list exactly the current signing keys of this pipeline's
+/// routes, before their pods may need them. Nothing is sent when the account as last pushed
+/// already does; otherwise the account is pushed with the keys of every admitted pipeline of
+/// the tenant ([`route_keys`]), this one's as just built.
+async fn list_route_keys(
+    p: &Pipeline,
+    tenant: &Tenant,
+    routes: &[Route],
+    users: &RouteUsers,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(accounts) = &ctx.accounts else {
+        return Ok(());
+    };
+    let uid = tenant.uid().unwrap_or_default();
+    let pipeline_uid = p.uid().unwrap_or_default();
+    let mine: Vec<RouteKey> = routes
+        .iter()
+        .flat_map(|r| users.keys(&r.route_id, &r.name, &r.config))
+        .collect();
+    if accounts.lists_routes(&uid, &pipeline_uid, &mine) {
+        return Ok(());
+    }
+    let prefix = format!("{pipeline_uid}/");
+    let mut keys: Vec<RouteKey> = route_keys(tenant, users, ctx)
+        .await
+        .into_iter()
+        .filter(|k| !k.route_id.starts_with(&prefix))
+        .collect();
+    keys.extend(mine);
+    accounts.ensure(tenant, &keys).await?;
+    Ok(())
+}
+
+/// The signing keys of the routes of every admitted pipeline of `tenant`, as the store has
+/// them: what its account lists (the Tenant controller pushes it; a pipeline reconcile does
+/// when its own routes' keys are missing or stale).
+pub async fn route_keys(tenant: &Tenant, users: &RouteUsers, ctx: &Context) -> Vec<RouteKey> {
+    ctx.pipelines_by_namespace.wait_until_ready().await;
+    let name = tenant.name_any();
+    let ns = names::tenant_namespace(&name);
+    let peers = ctx.pipelines_by_namespace.peers(&ctx.pipelines, &ns);
+    let decisions = decisions(tenant, &peers, None, ctx);
+    peers
+        .iter()
+        .filter(|q| {
+            ctx.pipelines_by_namespace.valid(q)
+                && decisions.get(&q.name_any()) == Some(&Decision::Admitted)
+        })
+        .flat_map(|q| {
+            let pipeline_uid = q.uid().unwrap_or_default();
+            let name = &name;
+            q.spec.sinks.iter().flat_map(move |sink| {
+                let config = desired::route_config(q, name, sink, &ctx.config);
+                users.keys(
+                    &route_users::route_id(&pipeline_uid, &sink.name),
+                    &names::route_name(&q.name_any(), &sink.name),
+                    &config,
+                )
+            })
+        })
+        .collect()
 }
 
 /// The tenant of a pipeline's namespace, as the reconcile sees it.
@@ -143,6 +234,7 @@ fn build(
     verdict: &Verdict,
     tenant: Option<&Tenant>,
     suspended: bool,
+    users: Option<&RouteUsers>,
     ctx: &Context,
 ) -> (Vec<Route>, Keep) {
     match (verdict, tenant) {
@@ -154,6 +246,7 @@ fn build(
                     tenant: t,
                     config: &ctx.config,
                     replicas,
+                    users,
                 },
             );
             let keep = Keep::only(routes.iter().map(|r| r.sink.clone()));
@@ -264,8 +357,28 @@ async fn dead_letter_missing(
 /// recorded decision is now wrong, so room that appears is used without anyone touching them.
 fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
     let ns = p.namespace().unwrap_or_default();
-    let tenant_suspended = tenant.spec.suspend;
     let peers = ctx.pipelines_by_namespace.peers(&ctx.pipelines, &ns);
+    let decisions = decisions(tenant, &peers, Some(p), ctx);
+    for q in admission::stale_peers(&peers, &p.name_any(), &decisions) {
+        let _ = ctx.requeue.send(ObjectRef::from_obj(q));
+    }
+    match decisions.get(&p.name_any()) {
+        Some(Decision::Refused(e)) => Verdict::QuotaExceeded(format!(
+            "admitting this pipeline would exceed its tenant's quota: {e}"
+        )),
+        _ => Verdict::Accepted,
+    }
+}
+
+/// The admission decisions of `tenant`'s pipelines `peers`, with `current` judged on its
+/// current spec (the store may lag behind it).
+fn decisions(
+    tenant: &Tenant,
+    peers: &[Arc<Pipeline>],
+    current: Option<&Pipeline>,
+    ctx: &Context,
+) -> std::collections::BTreeMap<String, Decision> {
+    let tenant_suspended = tenant.spec.suspend;
     let candidate = |q: &Pipeline| Candidate {
         name: q.name_any(),
         created: q
@@ -278,20 +391,12 @@ fn admit(p: &Pipeline, tenant: &Tenant, ctx: &Context) -> Verdict {
         valid: ctx.pipelines_by_namespace.valid(q),
     };
     let mut candidates: Vec<Candidate> = peers.iter().map(|q| candidate(q)).collect();
-    // The pipeline being reconciled is judged on its current spec, even if the store lags.
-    candidates.retain(|c| c.name != p.name_any());
-    candidates.push(candidate(p));
+    if let Some(p) = current {
+        candidates.retain(|c| c.name != p.name_any());
+        candidates.push(candidate(p));
+    }
     let limits = sluice_crd::validate::tenant_limits(&tenant.spec);
-    let decisions = admission::admit(&limits, Default::default(), &candidates);
-    for q in admission::stale_peers(&peers, &p.name_any(), &decisions) {
-        let _ = ctx.requeue.send(ObjectRef::from_obj(q));
-    }
-    match decisions.get(&p.name_any()) {
-        Some(Decision::Refused(e)) => Verdict::QuotaExceeded(format!(
-            "admitting this pipeline would exceed its tenant's quota: {e}"
-        )),
-        _ => Verdict::Accepted,
-    }
+    admission::admit(&limits, Default::default(), &candidates)
 }
 
 fn observe(sink: &str, d: &Deployment) -> RouteObservation {

@@ -5,8 +5,9 @@
 use crate::children;
 use crate::context::Context;
 use crate::error::Error;
+use crate::route_users::{self, RouteUser, USER_ANNOTATION};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
@@ -18,8 +19,14 @@ use sluice_crd::Pipeline;
 pub struct Route {
     /// The sink's name.
     pub sink: String,
+    /// The route's identity for its broker keys (`route_users::route_id`).
+    pub route_id: String,
     /// The name of the route's objects.
     pub name: String,
+    /// The route's broker user, with tenant accounts.
+    pub user: Option<RouteUser>,
+    /// The Secret of the user's creds, which the pods mount (with tenant accounts).
+    pub secret: Option<Secret>,
     /// The rendered worker configuration.
     pub config: RouteConfig,
     /// The worker configuration, mounted by the pods.
@@ -32,8 +39,31 @@ pub struct Route {
     pub pod_disruption_budget: PodDisruptionBudget,
 }
 
-/// Applies the objects of `route`, the configuration first (the pods mount it).
+/// Applies the objects of `route`, the configuration and the credentials first (the pods
+/// mount them). The operator cannot read Secrets: the credentials Secret is written when the
+/// live Deployment's pods do not name the route's current user, that is when the Deployment is
+/// new or the credentials rotate.
 pub async fn apply(ctx: &Context, route: &Route) -> Result<(), Error> {
+    if let (Some(secret), Some(user)) = (&route.secret, &route.user) {
+        let live = kube::Api::<Deployment>::namespaced(
+            ctx.client.clone(),
+            route
+                .deployment
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default(),
+        )
+        .get_opt(&route.name)
+        .await?;
+        let live_user = live
+            .as_ref()
+            .and_then(|d| d.spec.template.metadata.as_ref()?.annotations.as_ref())
+            .and_then(|a| a.get(USER_ANNOTATION));
+        if live_user != Some(&user.public_key) {
+            children::write(ctx, secret).await?;
+        }
+    }
     children::apply(ctx, &route.config_map).await?;
     children::apply(ctx, &route.deployment).await?;
     children::apply(ctx, &route.service).await?;
@@ -47,6 +77,9 @@ pub async fn delete(ctx: &Context, namespace: &str, name: &str) -> Result<(), Er
     children::delete::<ConfigMap>(ctx, namespace, name).await?;
     children::delete::<Service>(ctx, namespace, name).await?;
     children::delete::<PodDisruptionBudget>(ctx, namespace, name).await?;
+    if ctx.accounts.is_some() {
+        children::delete::<Secret>(ctx, namespace, &route_users::secret_name(name)).await?;
+    }
     Ok(())
 }
 

@@ -66,6 +66,7 @@ pub trait Broker: Send + Sync {
 pub struct JetStream {
     url: String,
     accounts: Option<Arc<Accounts>>,
+    tls: Option<sluice_core::route::BrokerTls>,
     shared: OnceCell<async_nats::jetstream::Context>,
 }
 
@@ -75,8 +76,16 @@ impl JetStream {
         JetStream {
             url: url.to_string(),
             accounts,
+            tls: None,
             shared: OnceCell::new(),
         }
+    }
+
+    /// The same broker, reached with TLS as `tls` says (tenant accounts use the TLS their
+    /// [`Accounts`] were made with).
+    pub fn with_tls(mut self, tls: Option<sluice_core::route::BrokerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     async fn js(
@@ -87,11 +96,14 @@ impl JetStream {
             return self
                 .shared
                 .get_or_try_init(|| async {
-                    let client = async_nats::ConnectOptions::new()
-                        .connection_timeout(Duration::from_secs(5))
-                        .connect(self.url.as_str())
-                        .await
-                        .map_err(|e| BrokerError::Unavailable(format!("{}: {e}", self.url)))?;
+                    let client = sluice_broker::client::with_tls(
+                        async_nats::ConnectOptions::new(),
+                        self.tls.as_ref(),
+                    )
+                    .connection_timeout(Duration::from_secs(5))
+                    .connect(self.url.as_str())
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(format!("{}: {e}", self.url)))?;
                     Ok(async_nats::jetstream::new(client))
                 })
                 .await

@@ -61,7 +61,10 @@ async fn reconcile_tenant(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
         None => {
             apply(t, ctx).await?;
             if let Some(accounts) = &ctx.accounts {
-                account = Some(accounts.ensure(t).await?);
+                let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
+                let users = accounts.route_users(&uid, sluice_broker::jwt::now());
+                let keys = crate::pipeline::route_keys(t, &users, ctx).await;
+                account = Some(accounts.ensure(t, &keys).await?);
             }
             Desired::holds(
                 ConditionType::Ready,

@@ -30,6 +30,7 @@ pub enum IngestBroker {
 pub struct TenantAccounts {
     url: String,
     ingest_key: KeyPair,
+    tls: Option<sluice_core::route::BrokerTls>,
     contexts: tokio::sync::Mutex<HashMap<String, Connection>>,
 }
 
@@ -68,8 +69,15 @@ impl TenantAccounts {
         Ok(TenantAccounts {
             url: url.to_string(),
             ingest_key,
+            tls: None,
             contexts: Default::default(),
         })
+    }
+
+    /// The same connections, made with TLS as `tls` says.
+    pub fn with_tls(mut self, tls: Option<sluice_core::route::BrokerTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The creds of a new user of `account`, signed by the ingest key.
@@ -103,8 +111,9 @@ impl TenantAccounts {
             return Ok(c.js.clone());
         }
         let creds = self.user_creds(account)?;
-        let client = async_nats::ConnectOptions::with_credentials(&creds)
-            .map_err(|e| ApiError::Internal(format!("ingest user credentials: {e}")))?
+        let options = async_nats::ConnectOptions::with_credentials(&creds)
+            .map_err(|e| ApiError::Internal(format!("ingest user credentials: {e}")))?;
+        let client = sluice_broker::client::with_tls(options, self.tls.as_ref())
             .name("sluice-api")
             .custom_inbox_prefix(sluice_broker::permissions::INGEST_INBOX_PREFIX)
             .connection_timeout(CONNECT_TIMEOUT)

@@ -276,11 +276,12 @@ async fn main() -> anyhow::Result<()> {
     let accounts = match &secured {
         Some(n) => Some(Accounts::new(
             &n.url,
-            &BrokerAuth {
-                operator_seed: n.bootstrap.operator_seed(),
-                admin_creds: n.bootstrap.admin_creds.clone(),
-                ingest_key: Some(n.bootstrap.ingest.public_key()),
-            },
+            &BrokerAuth::new(
+                n.bootstrap.operator_seed(),
+                n.bootstrap.admin_creds.clone(),
+                Some(n.bootstrap.ingest.public_key()),
+            ),
+            None,
         )?),
         None => None,
     };
@@ -370,7 +371,7 @@ async fn main() -> anyhow::Result<()> {
                     .get(&tenant)
                     .await?;
                 let uid = t.metadata.uid.clone().context("tenant uid")?;
-                let account = accounts.ensure(&t).await?;
+                let account = accounts.ensure(&t, &[]).await?;
                 Api::<sluice_crd::Tenant>::all(client.clone())
                     .patch_status(
                         &tenant,

@@ -14,7 +14,7 @@ pub mod postgres;
 
 use bytes::Bytes;
 use sluice_core::egress::{Egress, SinkPolicy};
-use sluice_core::route::Sink as SinkConfig;
+use sluice_core::route::{BrokerClient, Sink as SinkConfig};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -66,30 +66,26 @@ pub enum AnySink {
 pub struct SetupError(pub String);
 
 impl AnySink {
-    /// Sets up the configured sink, within the platform's sink `policy`. `name` identifies
-    /// the worker to the sink where it can (NATS connection name, object names).
+    /// Sets up the configured sink, within the platform's sink `policy`; NATS sinks connect
+    /// to the broker as `broker` says. `name` identifies the worker to the sink where it can
+    /// (NATS connection name, object names).
     pub async fn connect(
         config: &SinkConfig,
         policy: &SinkPolicy,
+        broker: &BrokerClient,
         name: &str,
     ) -> Result<Self, SetupError> {
         let egress =
             Arc::new(Egress::new(policy).map_err(|e| SetupError(format!("sinkPolicy: {e}")))?);
         Ok(match config {
-            SinkConfig::Nats {
-                url,
-                subject,
-                credentials_file,
-            } => AnySink::Nats(
-                nats::NatsSink::connect(url, subject, credentials_file.as_deref(), name).await?,
-            ),
-            SinkConfig::Jetstream {
-                url,
-                subject,
-                credentials_file,
-            } => AnySink::JetStream(nats::JetStreamSink::from_core(
-                nats::NatsSink::connect(url, subject, credentials_file.as_deref(), name).await?,
-            )),
+            SinkConfig::Nats { url, subject } => {
+                AnySink::Nats(nats::NatsSink::connect(url, subject, broker, name).await?)
+            }
+            SinkConfig::Jetstream { url, subject } => {
+                AnySink::JetStream(nats::JetStreamSink::from_core(
+                    nats::NatsSink::connect(url, subject, broker, name).await?,
+                ))
+            }
             SinkConfig::Http { .. } => AnySink::Http(http::HttpSink::new(config, egress)?),
             SinkConfig::Postgres { .. } => {
                 let mut sink = postgres::PostgresSink::new(config)?;

@@ -5,13 +5,14 @@ use super::{SetupError, Sink, SinkError};
 use crate::health::Probe;
 use async_nats::{Client, Subject};
 use bytes::Bytes;
+use sluice_core::route::BrokerClient;
 
 /// Most publishes awaiting their acknowledgement at once: the JetStream context bounds them
 /// (5000 by default) and blocks further publishes, so they are awaited before reaching that.
 pub const ACK_WINDOW: usize = 1_000;
 
-async fn client(url: &str, credentials: Option<&str>, name: &str) -> Result<Client, SetupError> {
-    crate::source::jetstream::connect(url, credentials, name)
+async fn client(url: &str, broker: &BrokerClient, name: &str) -> Result<Client, SetupError> {
+    crate::source::jetstream::connect(url, broker, name)
         .await
         .map_err(|e| SetupError(e.0))
 }
@@ -32,11 +33,11 @@ impl NatsSink {
     pub async fn connect(
         url: &str,
         subject: &str,
-        credentials: Option<&str>,
+        broker: &BrokerClient,
         name: &str,
     ) -> Result<Self, SetupError> {
         Ok(NatsSink {
-            client: client(url, credentials, name).await?,
+            client: client(url, broker, name).await?,
             subject: Subject::from(subject),
         })
     }

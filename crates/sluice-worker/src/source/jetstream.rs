@@ -8,7 +8,7 @@ use async_nats::jetstream::consumer::pull::{Batch, Config as PullConfig};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::{Client, Subject};
 use futures::{FutureExt, StreamExt};
-use sluice_core::route::{Source as SourceConfig, StartFrom};
+use sluice_core::route::{BrokerClient, Source as SourceConfig, StartFrom};
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -21,22 +21,13 @@ const PULL_EXPIRES: Duration = Duration::from_millis(500);
 pub const PULLS_IN_FLIGHT: usize = 1;
 
 /// Connects to NATS with the options shared by sources, sinks and the dead-letter publisher.
-pub async fn connect(
-    url: &str,
-    credentials_file: Option<&str>,
-    name: &str,
-) -> Result<Client, SourceError> {
-    let mut options = async_nats::ConnectOptions::new()
+pub async fn connect(url: &str, broker: &BrokerClient, name: &str) -> Result<Client, SourceError> {
+    sluice_broker::client::options(broker)
+        .await
+        .map_err(SourceError)?
         .name(name)
         .retry_on_initial_connect()
-        .max_reconnects(None);
-    if let Some(path) = credentials_file {
-        options = options
-            .credentials_file(path)
-            .await
-            .map_err(|e| SourceError(format!("credentials file {path}: {e}")))?;
-    }
-    options
+        .max_reconnects(None)
         .connect(url)
         .await
         .map_err(|e| SourceError(format!("cannot connect to {url}: {e}")))
@@ -401,7 +392,6 @@ mod tests {
             start_time: Some("2026-01-02T03:04:05Z".into()),
             max_ack_pending: 64,
             ack_wait_seconds: 7,
-            credentials_file: None,
         };
         let c = consumer_config(&source, Duration::from_secs(3)).unwrap();
         assert_eq!(c.durable_name.as_deref(), Some("p_r"));

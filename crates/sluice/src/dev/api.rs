@@ -41,6 +41,7 @@ impl WebApi {
         listener: tokio::net::TcpListener,
         client: kube::Client,
         nats_url: &str,
+        ingest_seed: Option<String>,
     ) -> Result<WebApi, DevError> {
         let dir = data.api();
         std::fs::create_dir_all(&dir).map_err(DevError::io(&dir))?;
@@ -49,16 +50,33 @@ impl WebApi {
             database_url.unwrap_or_else(|| format!("sqlite:{}", dir.join("sluice.db").display()));
         let store = Store::connect(&url, 4).await?;
         sluice_api::migrate(&store).await?;
-        let jetstream = sluice_api::server::connect_jetstream(nats_url)
-            .await
-            .map_err(|e| DevError::Nats(format!("{nats_url}: {e}")))?;
+        // With tenant accounts, each tenant's events go into its own account; else one
+        // connection serves every tenant.
+        let (jetstream, accounts) = match ingest_seed {
+            Some(seed) => (
+                None,
+                Some(
+                    sluice_api::ingest::broker::TenantAccounts::new(nats_url, &seed)
+                        .map_err(|e| DevError::Nats(e.to_string()))?,
+                ),
+            ),
+            None => (
+                Some(
+                    sluice_api::server::connect_jetstream(nats_url, None)
+                        .await
+                        .map_err(|e| DevError::Nats(format!("{nats_url}: {e}")))?,
+                ),
+                None,
+            ),
+        };
         let state = ApiServer::new(
             Config::default(),
             store,
             Kube::new(client),
             secret.as_bytes(),
         )
-        .jetstream(Some(jetstream))
+        .jetstream(jetstream)
+        .tenant_accounts(accounts)
         .build()
         .map_err(|e| DevError::Api(e.to_string()))?;
         let bootstrap_token = sluice_api::bootstrap_token(&state)

@@ -90,6 +90,9 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
         })?;
 
     stale::stop_leftovers(&data, worker::DRAIN_GRACE).await;
+    if args.nats_url.is_none() {
+        stale::stop_leftover_broker(&data.nats(), Duration::from_secs(10)).await;
+    }
     let nats = nats::Nats::start(
         args.nats_url.clone(),
         args.nats_port,
@@ -150,6 +153,7 @@ async fn run_with(
         api_listener,
         client.clone(),
         &nats.url,
+        nats.bootstrap.as_ref().map(|b| b.ingest_seed()),
     )
     .await?;
 
@@ -165,6 +169,15 @@ async fn run_with(
                     allow_loopback: true,
                     ..Default::default()
                 },
+                // The server sluice dev started runs in operator mode: tenant accounts and
+                // route users, as in production.
+                broker_auth: nats.bootstrap.as_ref().map(|b| {
+                    sluice_operator::accounts::BrokerAuth::new(
+                        b.operator_seed(),
+                        b.admin_creds.clone(),
+                        Some(b.ingest.public_key()),
+                    )
+                }),
                 ..Default::default()
             },
             metrics_addr: None,
@@ -244,9 +257,17 @@ fn print_banner(
 ) {
     let root = data.root().display();
     let nats_note = match nats.origin {
-        nats::Origin::Started => format!("nats-server started by sluice dev, data in {root}/nats"),
-        nats::Origin::AlreadyRunning => "already running on its port, with JetStream".to_string(),
-        nats::Origin::FromUrl => "from NATS_URL".to_string(),
+        nats::Origin::Started => format!(
+            "nats-server started by sluice dev in operator mode: an account per tenant, a user \
+             per route; data in {root}/nats"
+        ),
+        nats::Origin::AlreadyRunning => "already running on its port, with JetStream; one \
+            shared account, no broker isolation between tenants (sluice dev isolates them at \
+            the broker when it starts nats-server itself)"
+            .to_string(),
+        nats::Origin::FromUrl => "from NATS_URL; one shared account, no broker isolation \
+            between tenants"
+            .to_string(),
     };
     println!("sluice dev: the whole platform on this machine (state in {root})");
     println!("  Kubernetes API: {kube_url}");

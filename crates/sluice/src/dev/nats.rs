@@ -1,6 +1,8 @@
 //! The broker: the NATS server at `NATS_URL`; else the NATS server with JetStream already
-//! listening on the port; else a `nats-server -js` started from `PATH` with its JetStream data
-//! under the data directory.
+//! listening on the port; else a `nats-server` started from `PATH` in operator mode, as the
+//! chart expects it in production (`docs/broker.md`): every tenant gets its own account, every
+//! route its own user, and anonymous clients are refused. Its identities (the operator and
+//! ingest seeds) and its account JWTs and JetStream data are kept under the data directory.
 
 use super::DevError;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,8 @@ pub struct Nats {
     pub url: String,
     /// Where it comes from.
     pub origin: Origin,
+    /// The broker identities, when `sluice dev` started the server in operator mode.
+    pub bootstrap: Option<sluice_broker::Bootstrap>,
     /// The server process, when `sluice dev` started it.
     child: Option<Child>,
 }
@@ -122,6 +126,7 @@ impl Nats {
             return Ok(Nats {
                 url,
                 origin: Origin::FromUrl,
+                bootstrap: None,
                 child: None,
             });
         }
@@ -132,6 +137,7 @@ impl Nats {
                 Existing::JetStream => Ok(Nats {
                     url,
                     origin: Origin::AlreadyRunning,
+                    bootstrap: None,
                     child: None,
                 }),
                 Existing::NoJetStream(why) => Err(DevError::Nats(format!(
@@ -152,6 +158,15 @@ impl Nats {
         };
         std::fs::create_dir_all(data).map_err(DevError::io(data))?;
         std::fs::create_dir_all(logs).map_err(DevError::io(logs))?;
+        let bootstrap = identities(&data.join("identities"))?;
+        let config_path = data.join("nats-server.conf");
+        super::paths::write_private(
+            &config_path,
+            bootstrap
+                .server_config("127.0.0.1", port, data)
+                .render()
+                .as_bytes(),
+        )?;
         let log_path = logs.join("nats-server.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -160,8 +175,8 @@ impl Nats {
             .map_err(DevError::io(&log_path))?;
         let log2 = log.try_clone().map_err(DevError::io(&log_path))?;
         let mut child = Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(data)
+            .arg("-c")
+            .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -171,6 +186,10 @@ impl Nats {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| DevError::Nats(format!("cannot start {}: {e}", binary.display())))?;
+        if let Some(pid) = child.id() {
+            let file = super::stale::broker_pid_file(data);
+            std::fs::write(&file, pid.to_string()).map_err(DevError::io(&file))?;
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -193,6 +212,7 @@ impl Nats {
         Ok(Nats {
             url: format!("nats://{addr}"),
             origin: Origin::Started,
+            bootstrap: Some(bootstrap),
             child: Some(child),
         })
     }
@@ -208,6 +228,33 @@ impl Nats {
             super::process::terminate(child, Duration::from_secs(10)).await;
         }
     }
+}
+
+/// The broker identities kept in `dir` (`operator.seed`, `ingest.seed`, owner-only), made on
+/// the first run: the same seeds give the same operator, system account and administrator, so
+/// the server keeps the tenant accounts it was given across restarts.
+fn identities(dir: &Path) -> Result<sluice_broker::Bootstrap, DevError> {
+    let operator_path = dir.join("operator.seed");
+    let ingest_path = dir.join("ingest.seed");
+    let now = sluice_broker::jwt::now();
+    let broken = |e: sluice_broker::bootstrap::BootstrapError| {
+        DevError::Nats(format!(
+            "the broker identities in {} are not usable ({e}); delete the directory to make new \
+             ones (the tenants' accounts are made again by the operator)",
+            dir.display()
+        ))
+    };
+    if let (Ok(operator), Ok(ingest)) = (
+        std::fs::read_to_string(&operator_path),
+        std::fs::read_to_string(&ingest_path),
+    ) {
+        return sluice_broker::Bootstrap::from_seeds(&operator, &ingest, now).map_err(broken);
+    }
+    let fresh = sluice_broker::Bootstrap::generate(now).map_err(broken)?;
+    super::paths::write_private(&operator_path, fresh.operator_seed().as_bytes())?;
+    super::paths::write_private(&ingest_path, fresh.ingest_seed().as_bytes())?;
+    sluice_broker::Bootstrap::from_seeds(&fresh.operator_seed(), &fresh.ingest_seed(), now)
+        .map_err(broken)
 }
 
 /// The first executable file named `name` in the directories of `PATH`.
