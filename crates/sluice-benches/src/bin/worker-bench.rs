@@ -10,6 +10,13 @@
 //!
 //! Each run ends when its consumer has nothing pending and nothing unacknowledged. Prints
 //! events/s and CPU-seconds (user + system, of this process) per million events for both.
+//!
+//! With `--broker-auth`, both run against a nats-server in operator mode that the bench starts
+//! (`sluice_testkit::nats::OperatorModeNats`), in a tenant account the operator's code makes:
+//! the worker as its route's user (creds file, its own inbox prefix, a signing key scoped to
+//! the route), and the baseline as a route user of its own with the same permissions for its
+//! consumer and subject. So the baseline is authenticated too, and the ratio shows what the
+//! worker costs, not what authentication costs.
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
@@ -34,6 +41,10 @@ struct Args {
     /// Run only one side: `baseline`, `worker` or `transform` (the transforms in memory).
     #[arg(long)]
     only: Option<String>,
+    /// Start a nats-server in operator mode and run both sides as route users of a tenant
+    /// account (`--url` is then ignored).
+    #[arg(long)]
+    broker_auth: bool,
 }
 
 fn cpu_seconds() -> f64 {
@@ -58,14 +69,28 @@ fn event(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The benchmarked route: filter and field projection, JetStream to core NATS.
-fn config_text(url: &str, stream: &str, subject: &str, out: &str, dead: &str) -> String {
-    let stream_name = stream;
+/// The names of one run, and how each side connects.
+struct Names {
+    /// The JetStream stream.
+    stream: String,
+    /// Its events subject.
+    subject: String,
+    /// The prefix of the sinks' subjects.
+    out: String,
+    /// The dead-letter subject.
+    dead: String,
+}
+
+/// The benchmarked route: filter and field projection, JetStream to core NATS, reading with
+/// the durable consumer `durable`, connecting as `broker` says (route configuration JSON).
+fn config_text(url: &str, names: &Names, durable: &str, out: &str, broker: &str) -> String {
+    let (stream_name, subject, dead) = (&names.stream, &names.subject, &names.dead);
     format!(
         r#"{{
           "tenant": "bench", "pipeline": "orders", "route": "nats",
+          "broker": {broker},
           "source": {{"kind": "jetstream", "url": "{url}", "stream": "{stream_name}",
-                     "subject": "{subject}", "durable": "worker", "startFrom": "all",
+                     "subject": "{subject}", "durable": "{durable}", "startFrom": "all",
                      "maxAckPending": 10000}},
           "filter": "event.type == 'order.created' && event.amount > 50.0",
           "projection": {{"fields": [{{"path": "id"}}, {{"path": "customer.id", "as": "customerId"}},
@@ -150,13 +175,16 @@ async fn consumer_for(
         .await?)
 }
 
+/// The bare loop, on `client` (with `own`, the stream as that client sees it); `stream` is the
+/// stream as the bench's manager sees it.
 async fn baseline(
     client: &async_nats::Client,
+    own: &stream::Stream,
     stream: &stream::Stream,
     subject: &str,
     out: &str,
 ) -> anyhow::Result<Figures> {
-    let consumer = consumer_for(stream, "baseline", subject).await?;
+    let consumer = consumer_for(own, "baseline", subject).await?;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let stop = CancellationToken::new();
     let task = {
@@ -194,15 +222,8 @@ async fn baseline(
     Ok(figures)
 }
 
-async fn worker(
-    url: &str,
-    stream: &stream::Stream,
-    stream_name: &str,
-    subject: &str,
-    out: &str,
-    dead: &str,
-) -> anyhow::Result<Figures> {
-    let config = sluice_worker::config::parse(&config_text(url, stream_name, subject, out, dead))?;
+async fn worker(stream: &stream::Stream, config_text: &str) -> anyhow::Result<Figures> {
+    let config = sluice_worker::config::parse(config_text)?;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let shutdown = CancellationToken::new();
     let options = sluice_worker::RunOptions {
@@ -233,18 +254,137 @@ async fn worker(
     Ok(figures)
 }
 
+/// The connections and route configurations of one run.
+struct Setup {
+    names: Names,
+    /// Creates and deletes the stream, reads the consumers' state.
+    manager: async_nats::Client,
+    /// Publishes the events.
+    publisher: async_nats::Client,
+    /// The baseline's connection.
+    baseline: async_nats::Client,
+    /// The worker's route configuration.
+    worker_config: String,
+    /// The broker in operator mode and the worker's creds file, kept while the run lasts.
+    _secured: Option<(sluice_testkit::nats::OperatorModeNats, tempfile::TempDir)>,
+}
+
+/// Everything on one unauthenticated connection to `url`.
+async fn plain(url: &str, suffix: &str) -> anyhow::Result<Setup> {
+    let client = async_nats::connect(url).await.context("connecting")?;
+    let names = Names {
+        stream: format!("bench_{suffix}"),
+        subject: format!("bench.{suffix}.events"),
+        out: format!("benchout.{suffix}"),
+        dead: format!("bench.{suffix}.dead"),
+    };
+    let worker_config = config_text(
+        url,
+        &names,
+        "worker",
+        &format!("{}.worker", names.out),
+        "{}",
+    );
+    Ok(Setup {
+        names,
+        manager: client.clone(),
+        publisher: client.clone(),
+        baseline: client,
+        worker_config,
+        _secured: None,
+    })
+}
+
+/// A nats-server in operator mode with a tenant account whose routes are the worker's and
+/// the baseline's, each with its own user; events published by the tenant's ingest user.
+async fn secured(suffix: &str) -> anyhow::Result<Setup> {
+    use sluice_operator::accounts::{Accounts, BrokerAuth};
+    let nats = sluice_testkit::nats::OperatorModeNats::start();
+    let url = nats.url.clone();
+    let accounts = Accounts::new(
+        &url,
+        &BrokerAuth::new(
+            nats.bootstrap.operator_seed(),
+            nats.bootstrap.admin_creds.clone(),
+            Some(nats.bootstrap.ingest.public_key()),
+        ),
+        None,
+    )?;
+    let tenant: sluice_crd::Tenant = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "bench", "uid": "worker-bench"}, "spec": {"quota": {}}
+    }))?;
+    let uid = "worker-bench";
+    let id = format!("b{suffix}");
+    let names = Names {
+        stream: sluice_core::subjects::jetstream_name("bench", &id),
+        subject: sluice_core::subjects::events_subject("bench", &id),
+        out: format!("sluice.bench.out{suffix}"),
+        dead: format!("sluice.bench.{id}.dead"),
+    };
+    let dir = tempfile::tempdir()?;
+    let users = accounts.route_users(uid, sluice_broker::jwt::now());
+    let mut keys = vec![];
+    let mut route = |side: &str| -> anyhow::Result<(String, String)> {
+        let (route_id, route_name) = (format!("bench/{side}"), format!("orders-{side}"));
+        let prefix = sluice_broker::permissions::route_inbox_prefix(&route_name);
+        let creds_file = dir.path().join(format!("{side}.creds"));
+        let user = users.user(&route_id, &route_name);
+        std::fs::write(&creds_file, &user.creds)?;
+        let broker = serde_json::json!({
+            "credentialsFile": creds_file.display().to_string(), "inboxPrefix": prefix,
+        });
+        let text = config_text(
+            &url,
+            &names,
+            side,
+            &format!("{}.{side}", names.out),
+            &broker.to_string(),
+        );
+        let config =
+            sluice_core::route::RouteConfig::from_json(&text).map_err(anyhow::Error::msg)?;
+        keys.extend(users.keys(&route_id, &route_name, &config));
+        Ok((text, user.creds))
+    };
+    let (worker_config, _) = route("worker")?;
+    let (_, baseline_creds) = route("baseline")?;
+    accounts.ensure(&tenant, &keys).await?;
+    let manager = accounts.client(uid).await.map_err(anyhow::Error::msg)?;
+    let publisher = sluice_operator::accounts::connect(&url, &accounts.ingest_creds("bench", uid)?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let baseline = async_nats::ConnectOptions::with_credentials(&baseline_creds)?
+        .custom_inbox_prefix(sluice_broker::permissions::route_inbox_prefix(
+            "orders-baseline",
+        ))
+        .connect(&url)
+        .await
+        .context("the baseline's route user")?;
+    Ok(Setup {
+        names,
+        manager,
+        publisher,
+        baseline,
+        worker_config,
+        _secured: Some((nats, dir)),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let name = format!("bench_{suffix}");
-    let subject = format!("bench.{suffix}.events");
-    let client = async_nats::connect(&args.url).await.context("connecting")?;
-    let js = jetstream::new(client.clone());
+    let setup = if args.broker_auth {
+        secured(&suffix).await?
+    } else {
+        plain(&args.url, &suffix).await?
+    };
+    let names = &setup.names;
+    let js = jetstream::new(setup.manager.clone());
     let stream = js
         .create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("bench.{suffix}.>")],
+            name: names.stream.clone(),
+            subjects: vec![names.subject.clone(), names.dead.clone()],
             storage: if args.memory {
                 stream::StorageType::Memory
             } else {
@@ -253,28 +393,22 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         })
         .await?;
-    let result = bench(&args, &client, &js, &stream, &name, &subject, &suffix).await;
-    js.delete_stream(&name).await?;
+    let result = bench(&args, &setup, &stream).await;
+    js.delete_stream(&names.stream).await?;
     result
 }
 
-async fn bench(
-    args: &Args,
-    client: &async_nats::Client,
-    js: &jetstream::Context,
-    stream: &stream::Stream,
-    name: &str,
-    subject: &str,
-    suffix: &str,
-) -> anyhow::Result<()> {
+async fn bench(args: &Args, setup: &Setup, stream: &stream::Stream) -> anyhow::Result<()> {
     let n = args.events;
+    let names = &setup.names;
+    let js = jetstream::new(setup.publisher.clone());
     let t0 = Instant::now();
     let mut acks = Vec::with_capacity(1_000);
     let mut bytes = 0usize;
     for i in 0..n {
         let e = event(i);
         bytes += e.len();
-        acks.push(js.publish(subject.to_owned(), e.into()).await?);
+        acks.push(js.publish(names.subject.clone(), e.into()).await?);
         if acks.len() == 1_000 {
             for a in acks.drain(..) {
                 a.await?;
@@ -285,35 +419,35 @@ async fn bench(
         a.await?;
     }
     println!(
-        "published {n} events of {} bytes on average in {:.1}s ({} storage)",
+        "published {n} events of {} bytes on average in {:.1}s ({} storage, {})",
         bytes / n.max(1),
         t0.elapsed().as_secs_f64(),
-        if args.memory { "memory" } else { "file" }
+        if args.memory { "memory" } else { "file" },
+        if args.broker_auth {
+            "broker in operator mode: both sides as route users"
+        } else {
+            "no broker authentication"
+        }
     );
-    let out = format!("benchout.{suffix}");
-    transform_only(&config_text(&args.url, name, subject, "x", "y"), n)?;
+    transform_only(&setup.worker_config, n)?;
     if args.only.as_deref() == Some("transform") {
         return Ok(());
     }
     let run_baseline = args.only.as_deref() != Some("worker");
     let run_worker = args.only.as_deref() != Some("baseline");
     let base = if run_baseline {
-        let f = baseline(client, stream, subject, &format!("{out}.baseline")).await?;
+        let own = jetstream::new(setup.baseline.clone())
+            .get_stream(&names.stream)
+            .await?;
+        let out = format!("{}.baseline", names.out);
+        let f = baseline(&setup.baseline, &own, stream, &names.subject, &out).await?;
         report("baseline (consume, republish, ack)", &f, n);
         Some(f)
     } else {
         None
     };
     if run_worker {
-        let f = worker(
-            &args.url,
-            stream,
-            name,
-            subject,
-            &format!("{out}.worker"),
-            &format!("bench.{suffix}.dead"),
-        )
-        .await?;
+        let f = worker(stream, &setup.worker_config).await?;
         report("worker (filter + projection, JetStream -> NATS)", &f, n);
         if let Some(b) = base {
             println!(
