@@ -1,7 +1,7 @@
 # The services and tools the tests need, started or installed when missing. Sourced by
 # scripts/test.sh and scripts/fresh-machine-check.sh; defines functions only.
 #
-#   ensure_tools          psql, python3 with venv, the nats-server binary (Debian packages, one
+#   ensure_tools          psql, python3 with venv, openssl, the nats-server binary (Debian packages, one
 #                         `apt-get update` only when something is missing)
 #   ensure_postgres       PostgreSQL listening on 127.0.0.1:5432 (started when installed)
 #   ensure_postgres_role  the tests' role and database, created when missing
@@ -55,6 +55,8 @@ ensure_tools() {
   # The binary itself, even when a NATS server already listens: the broker-isolation tests
   # start their own nats-server in operator mode.
   command -v nats-server >/dev/null || missing+=(nats-server)
+  # The broker TLS test makes its certificates with the openssl command.
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
