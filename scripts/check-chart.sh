@@ -14,7 +14,9 @@
 #      kubesim, with a token of its ServiceAccount, under the rendered RBAC and admission
 #      policies: it becomes ready, takes the leader Lease and reconciles an example Tenant;
 #   6. checks that crates/sluice-testkit/chart-rbac.yaml, the RBAC the tests install into
-#      kubesim, is the default rendering's.
+#      kubesim, is the default rendering's;
+#   7. runs the broker identities hook Job's command (platform.broker.identities.generate) as
+#      its ServiceAccount: it creates the Secret once, keeps it on upgrade, and reads nothing.
 # Called by scripts/test.sh; runs alone too. `scripts/check-chart.sh --write-rbac` only
 # regenerates crates/sluice-testkit/chart-rbac.yaml.
 set -euo pipefail
@@ -181,5 +183,47 @@ wait_for 30 "the operator to hold the Lease sluice-system/sluice-operator" holde
 quota() { kubectl -n sluice-acme get resourcequota sluice-quota; }
 wait_for 30 "the operator to reconcile the example Tenant" quota || show_operator_log
 echo "   ready, leader, and the Tenant acme reconciled (ResourceQuota sluice-acme/sluice-quota)"
+
+# --- 7: the broker identities the hook Job generates ------------------------------------------
+log "generated broker identities: the hook Job's command, as its ServiceAccount"
+start_kubesim generated
+kubectl create namespace sluice-generated >/dev/null
+kubectl apply -f "$work/generated.yaml" >"$work/apply-generated.log" \
+  || { cat "$work/apply-generated.log" >&2; fail "kubectl apply refused the generated rendering"; }
+mapfile -t hook_args < <("$VENV/bin/python" - "$work/generated.yaml" <<'EOF'
+import sys, yaml
+for o in yaml.safe_load_all(open(sys.argv[1])):
+    if o and o["kind"] == "Job" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "broker-bootstrap":
+        c = o["spec"]["template"]["spec"]["containers"][0]
+        assert c["command"] == ["sluice-operator"], c["command"]
+        for a in c["args"]:
+            print(a)
+EOF
+)
+echo "   sluice-operator ${hook_args[*]}"
+token="$(kubectl -n sluice-generated create token sluice-broker-bootstrap)"
+sed "s|^  user: {}\$|  user:\n    token: $token|" "$KUBECONFIG" >"$work/hook.kubeconfig"
+grep -q "token: $token" "$work/hook.kubeconfig" || fail "cannot write the hook's kubeconfig"
+first="$(KUBECONFIG="$work/hook.kubeconfig" "$bin/sluice-operator" "${hook_args[@]}")" \
+  || fail "the hook Job's command failed"
+echo "   $first"
+case "$first" in *created*) ;; *) fail "the hook did not create the Secret: $first" ;; esac
+keys="$(kubectl -n sluice-generated get secret sluice-broker-identities -o jsonpath='{.data}')"
+for key in operator.seed admin.creds ingest.seed ingest.pub nats-server.conf; do
+  case "$keys" in *"\"$key\""*) ;; *) fail "the generated Secret has no $key" ;; esac
+done
+again="$(KUBECONFIG="$work/hook.kubeconfig" "$bin/sluice-operator" "${hook_args[@]}")" \
+  || fail "the hook Job's command failed on upgrade"
+echo "   $again"
+case "$again" in *kept*) ;; *) fail "an upgrade replaced the identities: $again" ;; esac
+[ "$(kubectl -n sluice-generated get secret sluice-broker-identities -o jsonpath='{.data}')" = "$keys" ] \
+  || fail "the identities changed on upgrade"
+# kubectl sends no token over plain HTTP, so it asks as the hook's ServiceAccount with --as.
+hook_sa=system:serviceaccount:sluice-generated:sluice-broker-bootstrap
+if kubectl -n sluice-generated --as="$hook_sa" get secret sluice-broker-identities >"$work/hook-read.log" 2>&1; then
+  fail "the hook's ServiceAccount can read Secrets"
+fi
+grep -q Forbidden "$work/hook-read.log" || { cat "$work/hook-read.log" >&2; fail "reading as the hook's ServiceAccount failed otherwise"; }
+echo "   created once, kept on upgrade; the hook's ServiceAccount cannot read Secrets"
 
 log "passed"

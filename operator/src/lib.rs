@@ -10,10 +10,12 @@
 //!   Events and the retry policy every controller shares; `conditions.rs`: condition
 //!   bookkeeping; `error.rs`: the one error type;
 //! - `leader.rs`: Lease-based leader election; `http.rs`: metrics and probes;
+//! - `bootstrap.rs`: the broker identities of a new installation;
 //! - `rbac.rs`: the permissions the operator needs (its ClusterRole);
 //! - `run.rs`: wiring. The binary's `main` parses [`Cli`] and calls [`cli`].
 
 pub mod accounts;
+pub mod bootstrap;
 pub mod children;
 pub mod conditions;
 pub mod config;
@@ -63,10 +65,18 @@ pub enum Command {
 
 /// Flags of `sluice-operator broker-bootstrap`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("into").required(true).args(["dir", "secret"])))]
 pub struct BrokerBootstrapArgs {
     /// Directory to write the files to (created; existing files are not overwritten).
     #[arg(long)]
-    pub dir: PathBuf,
+    pub dir: Option<PathBuf>,
+    /// Secret to create with the files as keys, in --namespace, through the Kubernetes API
+    /// (kept as it is when it exists: the identities of an installation never change).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Namespace of --secret.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub namespace: String,
     /// Address the nats-server's client port listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub host: String,
@@ -78,57 +88,18 @@ pub struct BrokerBootstrapArgs {
     pub data_dir: PathBuf,
 }
 
-/// The files `sluice-operator broker-bootstrap` writes, and what each is for.
-pub const BROKER_BOOTSTRAP_FILES: [(&str, &str); 5] = [
-    (
-        "operator.seed",
-        "--broker-operator-seed-file of sluice-operator (secret)",
-    ),
-    (
-        "admin.creds",
-        "--broker-admin-creds-file of sluice-operator (secret)",
-    ),
-    (
-        "ingest.seed",
-        "--nats-ingest-seed-file of sluice-api (secret)",
-    ),
-    ("ingest.pub", "--broker-ingest-key of sluice-operator"),
-    (
-        "nats-server.conf",
-        "the nats-server configuration (operator mode, full resolver)",
-    ),
-];
-
-/// Writes a new broker bootstrap into `args.dir`; answers the files written.
-pub fn broker_bootstrap(args: &BrokerBootstrapArgs) -> Result<Vec<PathBuf>, Error> {
-    let io = |what: &str, e: std::io::Error| Error::Broker(format!("{what}: {e}"));
-    let b = sluice_broker::Bootstrap::generate(sluice_broker::jwt::now())
-        .map_err(|e| Error::Broker(e.to_string()))?;
-    let contents = [
-        b.operator_seed(),
-        b.admin_creds.clone(),
-        b.ingest_seed(),
-        b.ingest.public_key(),
-        b.server_config(&args.host, args.port, &args.data_dir)
-            .render(),
-    ];
-    std::fs::create_dir_all(&args.dir).map_err(|e| io(&args.dir.display().to_string(), e))?;
-    let mut written = vec![];
-    for ((name, _), text) in BROKER_BOOTSTRAP_FILES.iter().zip(contents) {
-        let path = args.dir.join(name);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&path)
-            .map_err(|e| io(&path.display().to_string(), e))?;
-        file.write_all(text.as_bytes())
-            .map_err(|e| io(&path.display().to_string(), e))?;
-        written.push(path);
+impl BrokerBootstrapArgs {
+    fn place(&self) -> bootstrap::ServerPlace {
+        bootstrap::ServerPlace {
+            host: self.host.clone(),
+            port: self.port,
+            data_dir: self.data_dir.clone(),
+        }
     }
-    Ok(written)
 }
+
+/// The files `sluice-operator broker-bootstrap` writes, and what each is for.
+pub const BROKER_BOOTSTRAP_FILES: [(&str, &str); 5] = bootstrap::FILES;
 
 /// Flags of `sluice-operator run`.
 #[derive(Debug, Args)]
@@ -383,8 +354,23 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
             out.flush()?;
         }
         Command::BrokerBootstrap(args) => {
-            for (path, (_, what)) in broker_bootstrap(&args)?.iter().zip(BROKER_BOOTSTRAP_FILES) {
-                writeln!(out, "{}: {what}", path.display())?;
+            if let Some(dir) = &args.dir {
+                let files = bootstrap::generate(&args.place())?;
+                for (path, (_, what)) in bootstrap::write_dir(dir, &files)?
+                    .iter()
+                    .zip(BROKER_BOOTSTRAP_FILES)
+                {
+                    writeln!(out, "{}: {what}", path.display())?;
+                }
+            } else if let Some(name) = &args.secret {
+                let client = kube::Client::try_default().await.map_err(Error::Client)?;
+                let outcome =
+                    bootstrap::create_secret(client, &args.namespace, name, &args.place()).await?;
+                let done = match outcome {
+                    bootstrap::SecretOutcome::Created => "created with new broker identities",
+                    bootstrap::SecretOutcome::Kept => "exists: kept as it is",
+                };
+                writeln!(out, "Secret {}/{name}: {done}", args.namespace)?;
             }
             out.flush()?;
         }

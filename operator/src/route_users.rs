@@ -13,6 +13,10 @@
 //!   names the user, [`USER_ANNOTATION`]). The previous epoch's key stays in the account for
 //!   [`Rotation::grace`], the time the rollout takes; then it leaves, and whatever still holds
 //!   the old creds is disconnected by the broker.
+//! - **Rotation on demand.** Changing the Pipeline's [`ROTATE_ANNOTATION`] (to any new
+//!   value) changes the identity of its routes, so their keys and users: the account lists
+//!   only the new keys at the next push, with no grace, and the old users are disconnected at
+//!   once (for credentials that leaked). The pods roll to the new creds.
 //! - **Revocation.** A route that goes (its pipeline deleted, its sink removed, its pipeline no
 //!   longer admitted) loses its keys from the account at the next push, which closes its users'
 //!   connections; a deleted tenant's account goes with all of it.
@@ -106,10 +110,27 @@ pub fn epochs(rotation: &Rotation, route_id: &str, now: u64) -> Epochs {
     }
 }
 
-/// The identity of a route for its keys: its pipeline's uid and its sink. A pipeline deleted
-/// and created again under the same name gets new keys.
-pub fn route_id(pipeline_uid: &str, sink: &str) -> String {
-    format!("{pipeline_uid}/{sink}")
+/// The Pipeline annotation that rotates its routes' broker credentials on demand: any new
+/// value gives every route of the pipeline new keys and users, and shuts the old ones out at
+/// once, with no grace (`kubectl annotate pipeline NAME
+/// sluice.dev/rotate-broker-credentials="$(date +%s)" --overwrite`).
+pub const ROTATE_ANNOTATION: &str = "sluice.dev/rotate-broker-credentials";
+
+/// The identity of a route for its keys: its pipeline's uid, its sink, and the pipeline's
+/// [`ROTATE_ANNOTATION`] when it has one. A pipeline deleted and created again under the
+/// same name gets new keys; so does one whose annotation changes. (Sink names are DNS
+/// labels, so the `#` cannot be part of one.)
+pub fn route_id(pipeline: &sluice_crd::Pipeline, sink: &str) -> String {
+    let uid = pipeline.metadata.uid.as_deref().unwrap_or_default();
+    let rotation = pipeline
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATE_ANNOTATION));
+    match rotation {
+        Some(value) => format!("{uid}/{sink}#{value}"),
+        None => format!("{uid}/{sink}"),
+    }
 }
 
 /// The name of the Secret holding route `route`'s broker credentials.
@@ -312,6 +333,32 @@ mod tests {
         assert!(
             !format!("{a:?}").contains(seed),
             "no seed in the debug output"
+        );
+    }
+
+    #[test]
+    fn the_rotate_annotation_gives_a_route_new_keys_and_a_new_user() {
+        let mut p: sluice_crd::Pipeline = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
+            "metadata": {"name": "orders", "namespace": "sluice-acme", "uid": "uid-1"},
+            "spec": {"source": {"stream": "orders"},
+                     "sinks": [{"name": "alerts", "nats": {"subject": "alerts"}}]}
+        }))
+        .unwrap();
+        let plain = route_id(&p, "alerts");
+        assert_eq!(plain, "uid-1/alerts");
+        p.metadata.annotations = Some(
+            [(ROTATE_ANNOTATION.to_string(), "1".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let once = route_id(&p, "alerts");
+        assert_ne!(once, plain);
+        assert!(once.starts_with("uid-1/"), "still the pipeline's: {once}");
+        let u = users(50 * 24 * HOUR);
+        assert_ne!(
+            u.user(&plain, "orders-alerts").public_key,
+            u.user(&once, "orders-alerts").public_key
         );
     }
 

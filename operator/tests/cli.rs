@@ -104,3 +104,49 @@ async fn broker_bootstrap_writes_a_working_installation() {
         accounts.account_of("uid-1")
     );
 }
+
+#[test]
+fn broker_bootstrap_needs_a_dir_or_a_secret_and_not_both() {
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(["sluice-operator", "broker-bootstrap"].iter().chain(args))
+    };
+    assert!(parse(&[]).is_err(), "neither");
+    assert!(parse(&["--dir", "d", "--secret", "s"]).is_err(), "both");
+    assert!(parse(&["--secret", "s", "--namespace", "sluice-system"]).is_ok());
+}
+
+/// `broker-bootstrap --secret` (the chart's hook Job) creates the Secret once, and keeps it
+/// as it is when it exists, so the identities of an installation never change under it.
+#[test]
+fn broker_bootstrap_creates_the_secret_once_and_then_keeps_it() {
+    use k8s_openapi::api::core::v1::Secret;
+    use sluice_operator::bootstrap::{SecretOutcome, ServerPlace, create_secret};
+    let sim = sluice_testkit::SimCluster::start();
+    sim.block_on(async {
+        let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+        let place = ServerPlace {
+            host: "0.0.0.0".into(),
+            port: 4222,
+            data_dir: "/data".into(),
+        };
+        let name = "sluice-broker-identities";
+        let first = create_secret(client.clone(), "sluice-system", name, &place)
+            .await
+            .unwrap();
+        assert_eq!(first, SecretOutcome::Created);
+        let api = kube::Api::<Secret>::namespaced(client.clone(), "sluice-system");
+        let made = api.get(name).await.unwrap().data.unwrap();
+        for (key, _) in sluice_operator::BROKER_BOOTSTRAP_FILES {
+            assert!(made.contains_key(key), "{key} in the Secret");
+        }
+        let again = create_secret(client.clone(), "sluice-system", name, &place)
+            .await
+            .unwrap();
+        assert_eq!(again, SecretOutcome::Kept);
+        assert_eq!(
+            api.get(name).await.unwrap().data.unwrap(),
+            made,
+            "the existing identities are not replaced"
+        );
+    });
+}

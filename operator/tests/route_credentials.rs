@@ -3,7 +3,8 @@
 //! mount; the user can do its route's work and nothing else; it rotates (new creds, pods
 //! rolled, the old user shut out after the grace); deleting the pipeline shuts its user out;
 //! and the operator, which cannot read Secrets, cannot write one that is not broker
-//! credentials either.
+//! credentials either. Rotation on demand (the Pipeline's rotate annotation) shuts the old
+//! user out at once.
 
 use async_nats::jetstream::{self, consumer::pull};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -13,7 +14,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use sluice_operator::accounts::BrokerAuth;
 use sluice_operator::config::OperatorConfig;
-use sluice_operator::route_users::{Rotation, USER_ANNOTATION};
+use sluice_operator::route_users::{ROTATE_ANNOTATION, Rotation, USER_ANNOTATION};
 use sluice_testkit::SimCluster;
 use sluice_testkit::nats::OperatorModeNats;
 use std::time::Duration;
@@ -123,6 +124,58 @@ async fn assert_shut_out(
     );
 }
 
+/// The Tenant acme, its Stream orders and the Pipeline orders with one sink (the route
+/// orders-alerts); answers once the route's credentials are in place.
+async fn tenant_with_pipeline(admin: &Client) {
+    create(
+        admin,
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Tenant",
+               "metadata": {"name": "acme"},
+               "spec": {"owners": [{"kind": "User", "name": "alice"}], "quota": {}}}),
+    )
+    .await;
+    eventually("the tenant namespace", || async {
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+            .get_opt(NS)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    create(
+        admin,
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
+               "metadata": {"name": "orders", "namespace": NS}, "spec": {}}),
+    )
+    .await;
+    create(
+        admin,
+        json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
+               "metadata": {"name": "orders", "namespace": NS},
+               "spec": {"source": {"stream": "orders"},
+                        "sinks": [{"name": "alerts", "nats": {"subject": "alerts"}}]}}),
+    )
+    .await;
+
+    // The route's user, in its Secret, named by its pods.
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while current_user(admin).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        let p = Api::<sluice_crd::Pipeline>::namespaced(admin.clone(), NS)
+            .get("orders")
+            .await
+            .unwrap();
+        panic!(
+            "no route credentials; the pipeline's status: {}",
+            serde_json::to_string_pretty(&p.status).unwrap()
+        );
+    }
+}
+
 #[test]
 fn routes_get_their_own_rotated_users_and_lose_them_with_their_pipeline() {
     let nats = OperatorModeNats::start();
@@ -146,53 +199,7 @@ fn routes_get_their_own_rotated_users_and_lose_them_with_their_pipeline() {
         };
         let op = Operator::start_with(operator_client(&sim), config, None);
 
-        create(
-            &admin,
-            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Tenant",
-                   "metadata": {"name": "acme"},
-                   "spec": {"owners": [{"kind": "User", "name": "alice"}], "quota": {}}}),
-        )
-        .await;
-        eventually("the tenant namespace", || async {
-            Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
-                .get_opt(NS)
-                .await
-                .unwrap()
-                .is_some()
-        })
-        .await;
-        create(
-            &admin,
-            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Stream",
-                   "metadata": {"name": "orders", "namespace": NS}, "spec": {}}),
-        )
-        .await;
-        create(
-            &admin,
-            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
-                   "metadata": {"name": "orders", "namespace": NS},
-                   "spec": {"source": {"stream": "orders"},
-                            "sinks": [{"name": "alerts", "nats": {"subject": "alerts"}}]}}),
-        )
-        .await;
-
-        // The route's user, in its Secret, named by its pods.
-        let waited = tokio::time::timeout(Duration::from_secs(30), async {
-            while current_user(&admin).await.is_none() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        if waited.is_err() {
-            let p = Api::<sluice_crd::Pipeline>::namespaced(admin.clone(), NS)
-                .get("orders")
-                .await
-                .unwrap();
-            panic!(
-                "no route credentials; the pipeline's status: {}",
-                serde_json::to_string_pretty(&p.status).unwrap()
-            );
-        }
+        tenant_with_pipeline(&admin).await;
         let (first_user, first_creds) = current_user(&admin).await.unwrap();
         let secret = Api::<Secret>::namespaced(admin.clone(), NS)
             .get(&format!("{ROUTE}-broker"))
@@ -315,4 +322,92 @@ fn routes_get_their_own_rotated_users_and_lose_them_with_their_pipeline() {
         op.assert_running();
         op.stop().await;
     });
+}
+
+#[test]
+fn the_rotate_annotation_replaces_a_routes_user_at_once() {
+    let nats = OperatorModeNats::start();
+    let sim = SimCluster::start();
+    sim.block_on(async {
+        let admin = client(&sim);
+        // The default rotation (a week): only the annotation can change the user here.
+        let config = OperatorConfig {
+            nats_url: nats.url.clone(),
+            broker_auth: Some(BrokerAuth::new(
+                nats.bootstrap.operator_seed(),
+                nats.bootstrap.admin_creds.clone(),
+                Some(nats.bootstrap.ingest.public_key()),
+            )),
+            ..Default::default()
+        };
+        let op = Operator::start_with(operator_client(&sim), config, None);
+        tenant_with_pipeline(&admin).await;
+        let (first_user, first_creds) = current_user(&admin).await.unwrap();
+        let (_first, mut first_events) = connect(&nats.url, &first_creds).await;
+
+        let pipelines = Api::<sluice_crd::Pipeline>::namespaced(admin.clone(), NS);
+        pipelines
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {ROTATE_ANNOTATION: "leaked-1"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert_shut_out(
+            &nats.url,
+            &mut first_events,
+            &first_creds,
+            "rotation on demand",
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "shut out at once, not after a grace: {:?}",
+            started.elapsed()
+        );
+        let (second_user, second_creds) = eventually_user(&admin, &first_user).await;
+        let (second, _) = connect(&nats.url, &second_creds).await;
+        js(&second)
+            .get_stream("sluice_acme_orders")
+            .await
+            .expect("the new user does the route's work");
+
+        // Another change to the pipeline, with the annotation as it is, keeps the user.
+        pipelines
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(current_user(&admin).await.unwrap().0, second_user);
+        second
+            .flush()
+            .await
+            .expect("the current user stays connected");
+        op.assert_running();
+        op.stop().await;
+    });
+}
+
+/// Waits for the route's user to be another than `old`; answers it and its creds.
+async fn eventually_user(admin: &Client, old: &str) -> (String, String) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some((user, creds)) = current_user(admin).await
+                && user != old
+            {
+                return (user, creds);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await
+    .expect("the route gets a new user")
 }

@@ -93,6 +93,8 @@ def values_sets() -> dict[str, tuple[str, dict[str, Any] | None]]:
     return {
         "default": ("sluice-system", None),
         "production": ("sluice-production", production),
+        # The broker identities generated at install by the hook Job.
+        "generated": ("sluice-generated", {"platform": {"broker": {"identities": {"generate": True}}}}),
     }
 
 
@@ -249,7 +251,7 @@ def check_policies(objects: list[dict[str, Any]], f: Failures, label: str, names
     f.check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: API readiness /readyz")
 
     # The migration hook runs before install and upgrade.
-    job = one(objects, "Job", lambda o: True)
+    job = one(objects, "Job", by_component("migration"))
     ann = job["metadata"]["annotations"]
     f.check(ann.get("helm.sh/hook") == "pre-install,pre-upgrade", f"{label}: migration is a pre-install,pre-upgrade hook")
     f.check(job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"],
@@ -298,6 +300,27 @@ def check_sets(out: Path) -> int:
     f.check(not any(o["kind"] in ("Ingress", "ServiceMonitor") for o in default),
             "default: no Ingress, no ServiceMonitor")
 
+    # Generated broker identities: a hook Job that may only create Secrets makes the one the
+    # operator and the API mount.
+    gen = render(chart, values_sets()["generated"][1], "sluice-generated")
+    hook = one(gen, "Job", by_component("broker-bootstrap"))
+    f.check(hook["metadata"]["annotations"].get("helm.sh/hook") == "pre-install,pre-upgrade",
+            "generated: broker-bootstrap is a pre-install,pre-upgrade hook")
+    hook_args = hook["spec"]["template"]["spec"]["containers"][0]["args"]
+    f.check(hook_args[:2] == ["broker-bootstrap", "--secret=sluice-broker-identities"],
+            f"generated: the hook Job creates the Secret sluice-broker-identities, got {hook_args}")
+    hook_role = one(gen, "Role", by_component("broker-bootstrap"))
+    f.check(hook_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}],
+            f"generated: the hook may only create Secrets, got {hook_role['rules']}")
+    for component in ("operator", "api"):
+        d = one(gen, "Deployment", by_component(component))
+        secrets = [v["secret"]["secretName"] for v in d["spec"]["template"]["spec"].get("volumes", [])
+                   if "secret" in v]
+        f.check("sluice-broker-identities" in secrets,
+                f"generated: the {component} mounts the generated identities, got {secrets}")
+    f.check(not any(by_component("broker-bootstrap")(o) for o in default + prod),
+            "default and production: no broker-bootstrap hook")
+
     # The CRDs are valid CustomResourceDefinitions.
     crds = [d for d in yaml.safe_load_all((CHART / "crds" / "sluice.dev.yaml").read_text()) if d]
     for crd in crds:
@@ -314,6 +337,8 @@ def check_sets(out: Path) -> int:
         "no database": {"database": {"url": ""}},
         "a short signing key": {"signingKey": {"value": "too-short"}},
         "OIDC issuer without JWKS": {"api": {"oidc": {"issuer": "https://login.example.com"}}},
+        "generated and existing broker identities": {
+            "platform": {"broker": {"identities": {"generate": True, "existingSecret": "mine"}}}},
     }
     for what, values in refusals.items():
         try:

@@ -209,6 +209,21 @@ imagePullSecrets:
 The broker: identities (NATS operator mode) and TLS, for the operator and the API. Files are
 mounted under /var/run/sluice/broker (identities) and /var/run/sluice/broker-tls/<ca|client|worker>.
 */}}
+{{- define "sluice.broker.identitiesSecret" -}}
+{{- $id := .Values.platform.broker.identities }}
+{{- if and $id.generate $id.existingSecret }}
+{{- fail "set platform.broker.identities.generate or platform.broker.identities.existingSecret, not both" }}
+{{- end }}
+{{- if $id.generate }}
+{{- printf "%s-broker-identities" (include "sluice.fullname" .) }}
+{{- else }}
+{{- $id.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- /*
+The broker's TLS flags of the operator (prefix "broker") or the API (prefix "nats").
+*/}}
 {{- define "sluice.broker.tlsArgs" -}}
 {{- $tls := .ctx.Values.platform.broker.tls }}
 {{- if $tls.enabled }}

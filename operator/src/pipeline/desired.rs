@@ -246,7 +246,7 @@ fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Rout
     let config_json = config.to_json();
     let hash = format!("{:016x}", names::fnv1a(config_json.as_bytes()));
     let labels = route_labels(tenant, &pipeline, &sink.name);
-    let route_id = route_users::route_id(p.metadata.uid.as_deref().unwrap_or_default(), &sink.name);
+    let route_id = route_users::route_id(p, &sink.name);
     let user = inputs.users.map(|u| u.user(&route_id, &name));
     let mut pod_annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)]);
     if let Some(u) = &user {

@@ -145,12 +145,11 @@ pub async fn route_keys(tenant: &Tenant, users: &RouteUsers, ctx: &Context) -> V
                 && decisions.get(&q.name_any()) == Some(&Decision::Admitted)
         })
         .flat_map(|q| {
-            let pipeline_uid = q.uid().unwrap_or_default();
             let name = &name;
             q.spec.sinks.iter().flat_map(move |sink| {
                 let config = desired::route_config(q, name, sink, &ctx.config);
                 users.keys(
-                    &route_users::route_id(&pipeline_uid, &sink.name),
+                    &route_users::route_id(q, &sink.name),
                     &names::route_name(&q.name_any(), &sink.name),
                     &config,
                 )
