@@ -117,6 +117,8 @@ kubectl -n sluice-production create secret generic sluice-signing-key \
 kubectl -n sluice-production create secret generic sluice-broker-identities \
   --from-file="$work/broker/operator.seed" --from-file="$work/broker/admin.creds" \
   --from-file="$work/broker/ingest.seed" --from-file="$work/broker/ingest.pub" >/dev/null
+kubectl -n sluice-production create secret generic sluice-kafka-credentials \
+  --from-literal=properties='sasl.username=sluice;sasl.password=placeholder' >/dev/null
 kubectl -n sluice-production create secret generic sluice-broker-ca \
   --from-literal=ca.crt=placeholder >/dev/null
 kubectl -n sluice-production create secret generic sluice-broker-worker-tls --type=kubernetes.io/tls \

@@ -48,9 +48,10 @@ SEMANTIC_RULES = [
     (r"spec\.deadLetter\.stream", "source stream"),
     # An IP block must be a network address, and exceptions must lie inside it.
     (r"spec\.isolation\.extraEgress\[\d+\]\.(cidr|except\[\d+\])", ""),
-    # What cannot change once set: a pipeline's source, a stream's partitions.
+    # What cannot change once set: a pipeline's source, a stream's broker; partitions only grow.
     (r"spec\.source\.stream", "immutable"),
     (r"spec\.partitions", ""),
+    (r"spec\.broker", "immutable"),
     # Reserved tenant names.
     (r"name", "reserved"),
     # A merge patch merges into the current projection: whether the result has exactly one of

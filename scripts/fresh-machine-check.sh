@@ -78,6 +78,7 @@ out=$(ensure_postgres_role)
 [ -z "$out" ] || fail "the second provisioning did something: $out"
 
 ensure_nats
+ensure_kafka
 ensure_kubectl
 log "fresh-machine: psql $(psql --version | awk '{print $3}'), $(nats-server --version 2>/dev/null || echo 'nats-server (already listening)'), kubectl 1.$(kubectl_minor kubectl)"
 

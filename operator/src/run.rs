@@ -201,10 +201,13 @@ fn controllers(
         pipelines: store.clone(),
         pipelines_by_namespace: by_namespace.clone(),
         tenants,
-        broker: Arc::new(
-            stream::broker::JetStream::new(&opts.config.nats_url, accounts.clone())
-                .with_tls(opts.config.broker_tls.clone()),
-        ),
+        broker: Arc::new(stream::broker::Brokers {
+            nats: Arc::new(
+                stream::broker::JetStream::new(&opts.config.nats_url, accounts.clone())
+                    .with_tls(opts.config.broker_tls.clone()),
+            ),
+            kafka: kafka_topics(&opts.config),
+        }),
         accounts,
         requeue: requeue_tx,
     });
@@ -221,6 +224,19 @@ fn controllers(
     let phases = count_phases(store, metrics.clone(), stop.stopped());
     async move {
         tokio::join!(pipelines, tenants, streams, phases);
+    }
+}
+
+/// The Kafka cluster of the platform, if it has one. A client that cannot be made (a bad
+/// property) is logged, and Kafka Streams are then refused as on a platform without Kafka.
+fn kafka_topics(config: &crate::config::OperatorConfig) -> Option<Arc<dyn stream::broker::Broker>> {
+    let kafka = config.kafka.as_ref()?;
+    match stream::kafka::KafkaTopics::new(&kafka.bootstrap_servers, &kafka.properties) {
+        Ok(topics) => Some(Arc::new(topics)),
+        Err(e) => {
+            tracing::error!(error = %e, "no Kafka client: Kafka streams are refused");
+            None
+        }
     }
 }
 

@@ -294,6 +294,17 @@ def check_sets(out: Path) -> int:
                     if a.startswith("--worker-image=")]
     f.check(worker_image == ["--worker-image=registry.example.com/sluice/sluice-worker@sha256:"
                              + "0123456789abcdef" * 4], f"production: worker image by digest, got {worker_image}")
+    op_args = op["spec"]["template"]["spec"]["containers"][0]["args"]
+    f.check("--kafka-bootstrap-servers=kafka-0.kafka.kafka.svc:9093,kafka-1.kafka.kafka.svc:9093" in op_args
+            and "--kafka-property=security.protocol=SASL_SSL" in op_args,
+            f"production: the operator reaches Kafka, got {op_args}")
+    op_env = {e["name"]: e for e in op["spec"]["template"]["spec"]["containers"][0]["env"]}
+    f.check(op_env.get("SLUICE_KAFKA_SECRET_PROPERTIES", {}).get("valueFrom", {}).get("secretKeyRef", {})
+            == {"name": "sluice-kafka-credentials", "key": "properties"},
+            "production: the Kafka credentials come from a Secret")
+    op_np = one(prod, "NetworkPolicy", by_component("operator"))
+    f.check(any(p.get("port") == 9093 for rule in op_np["spec"]["egress"] for p in rule.get("ports", [])),
+            "production: the operator may reach the Kafka brokers")
     default = render(chart, None, "sluice-system")
     f.check(not any(o["kind"] == "PodDisruptionBudget" and by_component("operator")(o) for o in default),
             "default: a single operator replica has no PodDisruptionBudget")

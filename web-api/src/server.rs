@@ -36,6 +36,7 @@ pub struct ApiServer {
     oidc: Option<Oidc>,
     jetstream: Option<async_nats::jetstream::Context>,
     tenant_accounts: Option<crate::ingest::broker::TenantAccounts>,
+    kafka: Option<crate::ingest::kafka::KafkaIngest>,
 }
 
 impl ApiServer {
@@ -51,6 +52,7 @@ impl ApiServer {
             oidc: None,
             jetstream: None,
             tenant_accounts: None,
+            kafka: None,
         }
     }
 
@@ -83,6 +85,12 @@ impl ApiServer {
         self
     }
 
+    /// Ingests Kafka streams' events with this producer, when given.
+    pub fn kafka(mut self, kafka: Option<crate::ingest::kafka::KafkaIngest>) -> Self {
+        self.kafka = kafka;
+        self
+    }
+
     /// The state handlers share, with a fresh metrics registry.
     pub fn build(self) -> Result<AppState, prometheus::Error> {
         let auth = Authenticator::new(
@@ -102,6 +110,9 @@ impl ApiServer {
         }
         if let Some(accounts) = self.tenant_accounts {
             state = state.with_tenant_accounts(accounts);
+        }
+        if let Some(kafka) = self.kafka {
+            state = state.with_kafka(kafka);
         }
         Ok(state)
     }

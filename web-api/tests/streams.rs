@@ -110,8 +110,36 @@ async fn crud(db: Db) {
             Some(json!({"spec": {"partitions": 4}})),
         )
         .await;
+    assert_eq!(a.ok(200)["spec"]["partitions"], 4, "partitions may grow");
+    let a = app
+        .call(
+            "PATCH",
+            "/v1/tenants/acme/streams/orders",
+            Some(&dev),
+            Some(json!({"spec": {"partitions": 2}})),
+        )
+        .await;
     a.problem(422, "validation-failed");
     assert_eq!(fields(&a), ["spec.partitions"]);
+    let a = app
+        .call(
+            "PATCH",
+            "/v1/tenants/acme/streams/orders",
+            Some(&dev),
+            Some(json!({"spec": {"broker": "nats"}})),
+        )
+        .await;
+    assert_eq!(a.ok(200)["spec"]["broker"], "nats");
+    let a = app
+        .call(
+            "PATCH",
+            "/v1/tenants/acme/streams/orders",
+            Some(&dev),
+            Some(json!({"spec": {"broker": "kafka"}})),
+        )
+        .await;
+    a.problem(422, "validation-failed");
+    assert_eq!(fields(&a), ["spec.broker"]);
 
     // Validation: names, retention, schema (an object, and a valid JSON Schema).
     let a = app

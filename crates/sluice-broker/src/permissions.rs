@@ -131,12 +131,17 @@ pub fn route_inbox_prefix(route: &str) -> String {
 /// broker. Replies arrive on the route's inbox prefix (`broker.inboxPrefix`), or on the
 /// default inboxes when the configuration names none.
 pub fn route(config: &RouteConfig) -> Permissions {
-    let Source::Jetstream {
-        stream, durable, ..
-    } = &config.source;
-    let mut publish = consumer_api(stream, durable);
+    let mut publish = match &config.source {
+        Source::Jetstream {
+            stream, durable, ..
+        } => consumer_api(stream, durable),
+        // A route reading Kafka uses the NATS broker only for a NATS sink or dead letters.
+        Source::Kafka { .. } => vec![],
+    };
     publish.extend(sink_subject(&config.sink).map(str::to_string));
-    publish.push(config.dead_letter.subject.clone());
+    if config.dead_letter.kafka.is_none() {
+        publish.push(config.dead_letter.subject.clone());
+    }
     let inbox = match &config.broker.inbox_prefix {
         Some(prefix) => format!("{prefix}.>"),
         None => INBOX.to_string(),

@@ -4,6 +4,7 @@
 
 pub mod egress;
 pub mod expr;
+pub mod key;
 pub mod names;
 pub mod quota;
 pub mod route;

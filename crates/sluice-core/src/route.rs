@@ -164,6 +164,67 @@ pub enum Source {
         #[serde(default = "default_ack_wait_seconds")]
         ack_wait_seconds: u32,
     },
+    /// A Kafka consumer group: every replica of the route joins the same group, so the
+    /// cluster splits the topic's partitions between them; offsets are committed only once
+    /// the sink accepted the events.
+    #[serde(rename_all = "camelCase")]
+    Kafka {
+        /// The cluster.
+        kafka: KafkaClient,
+        /// The topic (`sluice.<tenant>.<stream>`).
+        topic: String,
+        /// The consumer group, one per route.
+        group: String,
+        /// Where a group with no committed offsets starts.
+        #[serde(default)]
+        start_from: StartFrom,
+        /// RFC 3339 time to start from when `startFrom` is `time`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        start_time: Option<String>,
+    },
+}
+
+impl Source {
+    /// The most messages held fetched and not yet acknowledged that the source allows.
+    pub fn max_unacknowledged(&self) -> usize {
+        match self {
+            Source::Jetstream {
+                max_ack_pending, ..
+            } => *max_ack_pending as usize,
+            // A consumer group has no such cap: the worker's own buffers bound it.
+            Source::Kafka { .. } => usize::MAX,
+        }
+    }
+
+    /// Where the source's events are published: a subject on NATS, a topic on Kafka.
+    pub fn destination(&self) -> &str {
+        match self {
+            Source::Jetstream { subject, .. } => subject,
+            Source::Kafka { topic, .. } => topic,
+        }
+    }
+}
+
+/// How a worker reaches the platform's Kafka cluster. Only settings that are not secret are
+/// in the route configuration (TLS files, the security protocol): see `docs/kafka.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaClient {
+    /// `host:port[,host:port…]`.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties (`security.protocol`, `ssl.ca.location`, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// A Kafka topic to write to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KafkaTopic {
+    /// The cluster.
+    pub kafka: KafkaClient,
+    /// The topic.
+    pub topic: String,
 }
 
 fn default_max_ack_pending() -> u32 {
@@ -269,6 +330,18 @@ pub enum Sink {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credentials_dir: Option<String>,
     },
+    /// Produces each event to a Kafka topic: idempotent producer, `acks=all`, the key read
+    /// from a field of the event.
+    #[serde(rename_all = "camelCase")]
+    Kafka {
+        /// The cluster.
+        kafka: KafkaClient,
+        /// The topic.
+        topic: String,
+        /// Field path of the message key (`customer.id`); no key when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
     /// One JSON document per line to a file or standard output (debugging).
     #[serde(rename_all = "camelCase")]
     File {
@@ -360,6 +433,10 @@ pub struct DeadLetter {
     pub url: String,
     /// JetStream subject.
     pub subject: String,
+    /// A Kafka topic that takes the dead events instead of the subject: the per-pipeline
+    /// dead-letter topic of a route reading a Kafka stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaTopic>,
 }
 
 /// A configuration error: the field at fault and why. Route configs and custom resources
@@ -444,6 +521,24 @@ impl RouteConfig {
                     err("source.maxAckPending", "must be at least 1".into());
                 }
             }
+            Source::Kafka {
+                kafka,
+                topic,
+                group,
+                start_from,
+                start_time,
+            } => {
+                check_kafka(&mut err, "source", kafka, topic);
+                if group.trim().is_empty() {
+                    err("source.group", "must not be empty".into());
+                }
+                if (*start_from == StartFrom::Time) != start_time.is_some() {
+                    err(
+                        "source.startTime",
+                        "must be set exactly when startFrom is \"time\"".into(),
+                    );
+                }
+            }
         }
         if let Some(prefix) = &self.broker.inbox_prefix
             && (prefix.is_empty()
@@ -478,10 +573,7 @@ impl RouteConfig {
             }
             None => {}
         }
-        let Source::Jetstream {
-            subject: source_subject,
-            ..
-        } = &self.source;
+        let source_subject = self.source.destination();
         match &self.sink {
             Sink::Nats { url, subject, .. } | Sink::Jetstream { url, subject, .. } => {
                 if url.trim().is_empty() {
@@ -541,7 +633,29 @@ impl RouteConfig {
                     err("sink.url", "must be an s3:// or file:// URL".into());
                 }
             }
+            Sink::Kafka { kafka, topic, key } => {
+                check_kafka(&mut err, "sink", kafka, topic);
+                if topic == source_subject {
+                    err(
+                        "sink.topic",
+                        "must not be the source topic: the route would consume its own output"
+                            .into(),
+                    );
+                }
+                if let Some(Err(m)) = key.as_deref().map(expr::check_field_path) {
+                    err("sink.key", m);
+                }
+            }
             Sink::File { .. } => {}
+        }
+        if let Some(d) = &self.dead_letter.kafka {
+            check_kafka(&mut err, "deadLetter.kafka", &d.kafka, &d.topic);
+            if d.topic == source_subject {
+                err(
+                    "deadLetter.kafka.topic",
+                    "must not be the source topic: dead events would be consumed again".into(),
+                );
+            }
         }
         if self.batching.max_events == 0 {
             err("batching.maxEvents", "must be at least 1".into());
@@ -563,7 +677,7 @@ impl RouteConfig {
         if self.dead_letter.subject.trim().is_empty() {
             err("deadLetter.subject", "must not be empty".into());
         }
-        if &self.dead_letter.subject == source_subject {
+        if self.dead_letter.subject == source_subject {
             err(
                 "deadLetter.subject",
                 "must not be the source subject: dead events would be consumed again".into(),
@@ -576,6 +690,37 @@ impl RouteConfig {
             err("sinkPolicy", e.to_string());
         }
         errors
+    }
+}
+
+/// Longest Kafka topic name the brokers accept.
+pub const MAX_TOPIC_LENGTH: usize = 249;
+
+/// Whether `topic` is a Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` nor `..`.
+pub fn is_topic_name(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LENGTH
+        && topic != "."
+        && topic != ".."
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn check_kafka(err: &mut impl FnMut(&str, String), at: &str, kafka: &KafkaClient, topic: &str) {
+    if kafka.bootstrap_servers.trim().is_empty() {
+        err(
+            &format!("{at}.kafka.bootstrapServers"),
+            "must not be empty".into(),
+        );
+    }
+    if !is_topic_name(topic) {
+        err(
+            &format!("{at}.topic"),
+            format!(
+                "must be 1 to {MAX_TOPIC_LENGTH} letters, digits, '.', '_' or '-' (a Kafka topic name)"
+            ),
+        );
     }
 }
 
@@ -679,5 +824,46 @@ mod tests {
         let text = c.to_json();
         assert!(text.contains("\"allowLoopback\": true"), "{text}");
         assert_eq!(RouteConfig::from_json(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn kafka_routes_parse_and_are_checked() {
+        let text = r#"{
+          "tenant": "acme", "pipeline": "orders", "route": "out",
+          "source": {"kind": "kafka", "kafka": {"bootstrapServers": "k:9092"},
+                     "topic": "sluice.acme.orders", "group": "orders_out", "startFrom": "all"},
+          "sink": {"kind": "kafka", "kafka": {"bootstrapServers": "k:9092",
+                   "properties": {"security.protocol": "ssl"}},
+                   "topic": "sluice.acme.big", "key": "customer.id"},
+          "deadLetter": {"url": "nats://n", "subject": "unused",
+                         "kafka": {"kafka": {"bootstrapServers": "k:9092"},
+                                   "topic": "sluice.acme.orders.dead-letter.orders"}}
+        }"#;
+        let mut c = RouteConfig::from_json(text).unwrap();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(RouteConfig::from_json(&c.to_json()).unwrap(), c);
+        assert_eq!(c.source.destination(), "sluice.acme.orders");
+        assert_eq!(c.source.max_unacknowledged(), usize::MAX);
+        c.sink = Sink::Kafka {
+            kafka: KafkaClient::default(),
+            topic: "sluice.acme.orders".into(),
+            key: Some("a..b".into()),
+        };
+        if let Some(d) = c.dead_letter.kafka.as_mut() {
+            d.topic = "no spaces allowed".into();
+        }
+        let fields: Vec<String> = c.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "sink.kafka.bootstrapServers",
+                "sink.topic",
+                "sink.key",
+                "deadLetter.kafka.topic"
+            ]
+        );
+        assert!(!is_topic_name(&"t".repeat(250)));
+        assert!(is_topic_name("sluice.acme.orders-1_x"));
+        assert!(!is_topic_name(".."));
     }
 }

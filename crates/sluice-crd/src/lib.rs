@@ -21,11 +21,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 pub use pipeline::{
     Batching, ComputeResources, DeadLetter, FieldProjection, FileSink, HttpSink, HttpTimeouts,
-    JetStreamSink, NatsSink, ObjectStoreSink, Pipeline, PipelinePhase, PipelineSource,
+    JetStreamSink, KafkaSink, NatsSink, ObjectStoreSink, Pipeline, PipelinePhase, PipelineSource,
     PipelineSpec, PipelineStatus, PostgresSink, Projection, ResourceAmounts, RouteStatus,
     SecretKeyRef, SecretRef, Sink, StartFrom,
 };
-pub use stream::{Retention, Stream, StreamSpec, StreamStatus};
+pub use stream::{Retention, Stream, StreamBroker, StreamSpec, StreamStatus};
 pub use tenant::{
     EgressPort, EgressRule, IngestQuota, Protocol, Subject, SubjectKind, Tenant, TenantIsolation,
     TenantQuota, TenantSpec, TenantStatus, TenantUsage,

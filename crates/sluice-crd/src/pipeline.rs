@@ -13,7 +13,7 @@ use crate::schema::{
 };
 
 /// CEL rule on a sink: exactly one sink kind is set.
-pub const SINK_ONE_OF_RULE: &str = "[has(self.nats), has(self.jetstream), has(self.http), \
+pub const SINK_ONE_OF_RULE: &str = "[has(self.nats), has(self.jetstream), has(self.kafka), has(self.http), \
      has(self.postgres), has(self.objectStore), has(self.file)].exists_one(k, k)";
 /// CEL rule on a projection: exactly one of `fields` and `expression` is set.
 pub const PROJECTION_ONE_OF_RULE: &str = "has(self.fields) != has(self.expression)";
@@ -176,7 +176,7 @@ pub struct FieldProjection {
 /// A destination of events. Exactly one sink kind is set.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[x_kube(validation = kube::core::Rule::new(SINK_ONE_OF_RULE)
-    .message("set exactly one of nats, jetstream, http, postgres, objectStore or file"))]
+    .message("set exactly one of nats, jetstream, kafka, http, postgres, objectStore or file"))]
 #[serde(rename_all = "camelCase")]
 pub struct Sink {
     /// Name of the sink, unique in the pipeline (a DNS-1123 label); it names the route.
@@ -188,6 +188,9 @@ pub struct Sink {
     /// Appends each event to a JetStream stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jetstream: Option<JetStreamSink>,
+    /// Produces each event to a Kafka stream of the tenant (its topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSink>,
     /// POSTs batches of events to an HTTP endpoint (a webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSink>,
@@ -219,6 +222,22 @@ pub struct JetStreamSink {
     /// Name of the JetStream stream.
     #[schemars(length(min = 1, max = 255), regex(pattern = JETSTREAM_NAME_PATTERN))]
     pub stream: String,
+}
+
+/// Produces each event to the topic of one of the tenant's Kafka streams, with an idempotent
+/// producer and `acks=all`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSink {
+    /// Name of the Stream (in the pipeline's namespace, with `broker: kafka`) to write to.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS1123_LABEL_PATTERN))]
+    pub stream: String,
+    /// Dot-separated path of the field whose value is each message's key, e.g.
+    /// `customer.id`: events with the same key land on the same partition. No key when unset
+    /// or when an event lacks the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
 }
 
 /// POSTs batches of events, as a JSON array, to an HTTP endpoint.

@@ -107,6 +107,7 @@ pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
         let kinds = [
             sink.nats.is_some(),
             sink.jetstream.is_some(),
+            sink.kafka.is_some(),
             sink.http.is_some(),
             sink.postgres.is_some(),
             sink.object_store.is_some(),
@@ -115,7 +116,7 @@ pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
         if kinds.iter().filter(|k| **k).count() != 1 {
             e.add(
                 at.clone(),
-                "set exactly one sink kind: nats, jetstream, http, postgres, objectStore or file",
+                "set exactly one sink kind: nats, jetstream, kafka, http, postgres, objectStore or file",
             );
         }
         if let Some(n) = &sink.nats
@@ -130,6 +131,18 @@ pub fn pipeline(spec: &PipelineSpec) -> Vec<FieldError> {
                     format!("{at}.jetstream.stream"),
                     "must not be the source stream: the pipeline would consume its own output",
                 );
+            }
+        }
+        if let Some(k) = &sink.kafka {
+            e.name(&format!("{at}.kafka.stream"), &k.stream);
+            if k.stream == spec.source.stream {
+                e.add(
+                    format!("{at}.kafka.stream"),
+                    "must not be the source stream: the pipeline would consume its own output",
+                );
+            }
+            if let Some(Err(m)) = k.key.as_deref().map(sluice_core::expr::check_field_path) {
+                e.add(format!("{at}.kafka.key"), m);
             }
         }
         if let Some(h) = &sink.http {
@@ -230,6 +243,13 @@ pub fn stream(spec: &StreamSpec) -> Vec<FieldError> {
     }
     if spec.replicas < 1 {
         e.add("spec.replicas", "must be at least 1");
+    }
+    if let Some(Err(m)) = spec
+        .partition_key
+        .as_deref()
+        .map(sluice_core::expr::check_field_path)
+    {
+        e.add("spec.partitionKey", m);
     }
     if let Some(r) = &spec.retention {
         if let Some(age) = &r.max_age

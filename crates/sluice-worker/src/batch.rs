@@ -1,7 +1,7 @@
 //! Batching decisions (pure): when a batch goes, and how many messages a worker can hold
 //! fetched but not yet acknowledged.
 
-use sluice_core::route::{Batching, RouteConfig, Source};
+use sluice_core::route::{Batching, RouteConfig};
 use std::time::{Duration, Instant};
 
 /// Buffer sizes of the delivery loop, derived from the route configuration.
@@ -27,12 +27,7 @@ impl Limits {
     /// The limits of a route: fetches of at most `batching.maxEvents` (and at most
     /// `maxAckPending`, and at most 1000) messages.
     pub fn for_route(config: &RouteConfig) -> Self {
-        let max_ack_pending = match &config.source {
-            Source::Jetstream {
-                max_ack_pending, ..
-            } => *max_ack_pending as usize,
-        };
-        Self::new(&config.batching, max_ack_pending)
+        Self::new(&config.batching, config.source.max_unacknowledged())
     }
 
     /// Limits from batching settings and the source's cap on unacknowledged messages.

@@ -62,14 +62,19 @@ pub fn ack_wait(max_wait: Duration, sink_timeout: Duration, ack_wait_seconds: u3
 impl Timing {
     /// The time limits of a route.
     pub fn for_route(config: &RouteConfig) -> Self {
-        let Source::Jetstream {
-            ack_wait_seconds, ..
-        } = &config.source;
+        let ack_wait_seconds = match &config.source {
+            Source::Jetstream {
+                ack_wait_seconds, ..
+            } => *ack_wait_seconds,
+            // A consumer group has no ack wait; the worker's own timing still uses one to
+            // bound how long a message stays held.
+            Source::Kafka { .. } => 30,
+        };
         let sink_timeout = sink_timeout(&config.sink);
         let ack_wait = ack_wait(
             Duration::from_millis(config.batching.max_wait_ms),
             sink_timeout,
-            *ack_wait_seconds,
+            ack_wait_seconds,
         );
         Timing {
             ack_wait,

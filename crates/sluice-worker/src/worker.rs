@@ -4,11 +4,12 @@
 use crate::backoff::Backoff;
 use crate::batch::Limits;
 use crate::dead_letter::DeadLetters;
-use crate::health::{Health, Probe};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Parts, PipelineError};
 use crate::sink::{AnySink, Sink};
 use crate::source::jetstream::{JetStreamSource, connect};
+use crate::source::kafka::KafkaSource;
 use crate::source::{LagProbe, Source};
 use crate::timing::Timing;
 use crate::transform::{BuildError, Transform};
@@ -152,29 +153,18 @@ async fn move_events(
         "sluice-worker/{}/{}/{}",
         config.tenant, config.pipeline, config.route
     );
-    let limits = Limits::for_route(&config);
-    let SourceConfig::Jetstream {
-        url: source_url, ..
-    } = &config.source;
-    let Some(client) = until_ok("connecting to the source", shutdown, || {
-        connect(source_url, &config.broker, &name)
-    })
-    .await
-    else {
-        return Ok(());
-    };
-    let Some(source) = until_ok("binding the durable consumer", shutdown, || {
-        JetStreamSource::bind(
-            client.clone(),
-            &config.source,
-            limits.fetch_size,
-            timing.ack_wait,
-        )
-    })
-    .await
-    else {
-        return Ok(());
-    };
+    // NATS connections, by URL: the source's is shared with the dead-letter publisher.
+    let mut nats: Vec<(String, async_nats::Client)> = vec![];
+    if let SourceConfig::Jetstream { url, .. } = &config.source {
+        let Some(client) = until_ok("connecting to the source", shutdown, || {
+            connect(url, &config.broker, &name)
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        nats.push((url.clone(), client));
+    }
     let Some(sink) = until_ok("setting up the sink", shutdown, || {
         AnySink::connect(&config.sink, &config.sink_policy, &config.broker, &name)
     })
@@ -182,42 +172,138 @@ async fn move_events(
     else {
         return Ok(());
     };
-    let dead_client = if config.dead_letter.url == *source_url {
-        client.clone()
-    } else {
-        let Some(c) = until_ok("connecting to the dead-letter broker", shutdown, || {
-            connect(&config.dead_letter.url, &config.broker, &name)
-        })
-        .await
-        else {
-            return Ok(());
-        };
-        c
+    let dead_letters = match &config.dead_letter.kafka {
+        Some(to) => {
+            let made = until_ok("setting up the dead-letter producer", shutdown, || async {
+                DeadLetters::kafka(to, &name, &config.tenant, &config.pipeline, &config.route)
+            })
+            .await;
+            let Some(d) = made else { return Ok(()) };
+            d
+        }
+        None => {
+            let url = &config.dead_letter.url;
+            let client = match nats.iter().find(|(u, _)| u == url) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let Some(c) =
+                        until_ok("connecting to the dead-letter broker", shutdown, || {
+                            connect(url, &config.broker, &name)
+                        })
+                        .await
+                    else {
+                        return Ok(());
+                    };
+                    nats.push((url.clone(), c.clone()));
+                    c
+                }
+            };
+            DeadLetters::new(
+                client,
+                &config.dead_letter.subject,
+                &config.tenant,
+                &config.pipeline,
+                &config.route,
+            )
+        }
     };
-    let dead_letters = DeadLetters::new(
-        dead_client.clone(),
-        &config.dead_letter.subject,
-        &config.tenant,
-        &config.pipeline,
-        &config.route,
-    );
-    let source_probe = {
-        let c = client.clone();
-        Probe::new(move || c.connection_state() == async_nats::connection::State::Connected)
+    let limits = Limits::for_route(&config);
+    let rest = Rest {
+        sink,
+        transform,
+        dead_letters,
+        metrics,
+        health,
+        limits,
+        retry: config.retry,
+        timing,
     };
-    health.set_probes(source_probe, sink.readiness());
+    let result = match &config.source {
+        SourceConfig::Jetstream { .. } => {
+            let client = nats[0].1.clone();
+            let Some(source) = until_ok("binding the durable consumer", shutdown, || {
+                JetStreamSource::bind(
+                    client.clone(),
+                    &config.source,
+                    limits.fetch_size,
+                    timing.ack_wait,
+                )
+            })
+            .await
+            else {
+                return Ok(());
+            };
+            deliver(rest.with(source), shutdown, abort).await
+        }
+        SourceConfig::Kafka { .. } => {
+            let Some(source) = until_ok("joining the consumer group", shutdown, || async {
+                KafkaSource::join(&config.source, &name)
+            })
+            .await
+            else {
+                return Ok(());
+            };
+            deliver(rest.with(source), shutdown, abort).await
+        }
+    };
+    for (_, c) in &nats {
+        if let Err(e) = c.flush().await {
+            warn!(error = %e, "flushing the broker connection failed");
+        }
+    }
+    info!("stopped");
+    result
+}
+
+/// The parts of the delivery loop but its source.
+struct Rest {
+    sink: AnySink,
+    transform: Arc<Transform>,
+    dead_letters: DeadLetters,
+    metrics: Metrics,
+    health: Health,
+    limits: Limits,
+    retry: sluice_core::route::Retry,
+    timing: Timing,
+}
+
+impl Rest {
+    fn with<Src: Source>(self, source: Src) -> Parts<Src, AnySink> {
+        Parts {
+            source,
+            sink: self.sink,
+            transform: self.transform,
+            dead_letters: self.dead_letters,
+            metrics: self.metrics,
+            health: self.health,
+            limits: self.limits,
+            retry: self.retry,
+            timing: self.timing,
+        }
+    }
+}
+
+/// Runs the delivery loop over `parts` with the lag read every [`LAG_INTERVAL`].
+async fn deliver<Src: Source>(
+    parts: Parts<Src, AnySink>,
+    shutdown: &CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), WorkerError> {
+    let source_probe = parts.source.connection_probe();
+    parts
+        .health
+        .set_probes(source_probe, parts.sink.readiness());
     info!(
-        fetch_size = limits.fetch_size,
-        max_events = limits.max_events,
-        max_in_flight = limits.max_in_flight(),
-        ack_wait_ms = timing.ack_wait.as_millis() as u64,
-        max_deliver = timing.max_deliver,
+        fetch_size = parts.limits.fetch_size,
+        max_events = parts.limits.max_events,
+        max_in_flight = parts.limits.max_in_flight(),
+        ack_wait_ms = parts.timing.ack_wait.as_millis() as u64,
+        max_deliver = parts.timing.max_deliver,
         "moving events"
     );
-
     let lag_task = {
-        let mut probe = source.lag_probe();
-        let gauge = metrics.consumer_lag.clone();
+        let mut probe = parts.source.lag_probe();
+        let gauge = parts.metrics.consumer_lag.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -232,25 +318,7 @@ async fn move_events(
             }
         })
     };
-
-    let parts = Parts {
-        source,
-        sink,
-        transform,
-        dead_letters,
-        metrics,
-        health,
-        limits,
-        retry: config.retry,
-        timing,
-    };
     let result = pipeline::run(parts, shutdown.clone(), abort).await;
     lag_task.abort();
-    for c in [&client, &dead_client] {
-        if let Err(e) = c.flush().await {
-            warn!(error = %e, "flushing the broker connection failed");
-        }
-    }
-    info!("stopped");
     result.map_err(WorkerError::from)
 }

@@ -330,7 +330,9 @@ async fn start_from_new_skips_earlier_events() {
     let (rx, url) = Receiver::start().await;
     s.publish_all((0..20).map(order)).await;
     let mut config = s.config("new", "", &format!(r#"{{"kind": "http", "url": "{url}"}}"#));
-    let sluice_core::route::Source::Jetstream { start_from, .. } = &mut config.source;
+    let sluice_core::route::Source::Jetstream { start_from, .. } = &mut config.source else {
+        panic!("a JetStream source");
+    };
     *start_from = sluice_core::route::StartFrom::New;
     let w = InProcess::start(config).await;
     eventually("the consumer exists", || async {

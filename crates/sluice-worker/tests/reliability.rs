@@ -45,7 +45,10 @@ async fn a_killed_workers_events_are_delivered_by_another_within_ten_seconds() {
     // The default upper bound, as routes rendered by the operator have it.
     let sluice_core::route::Source::Jetstream {
         ack_wait_seconds, ..
-    } = &mut config.source;
+    } = &mut config.source
+    else {
+        panic!("a JetStream source");
+    };
     *ack_wait_seconds = 30;
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &config);

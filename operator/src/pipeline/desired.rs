@@ -5,6 +5,7 @@
 use super::route::Route;
 use crate::config::OperatorConfig;
 use crate::route_users::{self, RouteUser, RouteUsers};
+use crate::stream::kafka;
 use crate::tenant::desired::WORKER_SERVICE_ACCOUNT;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -20,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sluice_core::route::{self, RouteConfig};
 use sluice_core::{names, subjects};
-use sluice_crd::{Pipeline, Sink, Tenant};
+use sluice_crd::{Pipeline, Sink, StreamBroker, Tenant};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Annotation carrying the hash of a route's config on its pods: a config change rolls them.
@@ -40,6 +41,47 @@ pub struct Inputs<'a> {
     /// The route users of the tenant's account, with tenant accounts at the broker: each
     /// route then gets its user's creds in a Secret its pods mount.
     pub users: Option<&'a RouteUsers>,
+    /// The broker of each Stream of the namespace.
+    pub brokers: &'a StreamBrokers,
+}
+
+/// The broker of each Stream of a namespace, by name; a Stream not in it is taken to be on
+/// the platform's default broker.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamBrokers(pub BTreeMap<String, StreamBroker>);
+
+impl StreamBrokers {
+    /// The broker of Stream `name`.
+    pub fn of(&self, name: &str, cfg: &OperatorConfig) -> StreamBroker {
+        self.0
+            .get(name)
+            .copied()
+            .unwrap_or(cfg.default_stream_broker)
+    }
+}
+
+/// The Streams a pipeline reads or writes on Kafka, by name: what it needs of the platform's
+/// Kafka cluster.
+pub fn kafka_streams<'a>(
+    p: &'a Pipeline,
+    brokers: &StreamBrokers,
+    cfg: &OperatorConfig,
+) -> Vec<&'a str> {
+    let spec = &p.spec;
+    std::iter::once(spec.source.stream.as_str())
+        .chain(spec.dead_letter.as_ref().map(|d| d.stream.as_str()))
+        .filter(|s| brokers.of(s, cfg) == StreamBroker::Kafka)
+        .chain(
+            spec.sinks
+                .iter()
+                .filter_map(|k| k.kafka.as_ref().map(|k| k.stream.as_str())),
+        )
+        .collect()
+}
+
+/// The Kafka consumer group of a route: group ids are cluster-wide, so it names the tenant.
+pub fn consumer_group(tenant: &str, pipeline: &str, sink: &str) -> String {
+    format!("sluice.{tenant}.{pipeline}.{sink}")
 }
 
 /// Labels shared by everything of one route (also the pods' selector).
@@ -81,12 +123,34 @@ fn secret_path(name: &str, key: &str) -> String {
     format!("{}/{name}/{key}", route::SECRETS_MOUNT_DIR)
 }
 
-/// The worker configuration of one sink.
-pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfig) -> RouteConfig {
+/// The worker configuration of one sink, its pipeline's Streams being on `brokers`.
+pub fn route_config(
+    p: &Pipeline,
+    tenant: &str,
+    sink: &Sink,
+    cfg: &OperatorConfig,
+    brokers: &StreamBrokers,
+) -> RouteConfig {
     let pipeline = p.metadata.name.clone().unwrap_or_default();
     let spec = &p.spec;
     let stream = &spec.source.stream;
-    let sink_config = if let Some(n) = &sink.nats {
+    let kafka = || {
+        cfg.kafka
+            .as_ref()
+            .map(|k| k.worker_client())
+            .unwrap_or_default()
+    };
+    let kafka_topic = |topic: String| route::KafkaTopic {
+        kafka: kafka(),
+        topic,
+    };
+    let sink_config = if let Some(k) = &sink.kafka {
+        route::Sink::Kafka {
+            kafka: kafka(),
+            topic: kafka::topic_name(tenant, &k.stream),
+            key: k.key.clone(),
+        }
+    } else if let Some(n) = &sink.nats {
         route::Sink::Nats {
             url: cfg.nats_url.clone(),
             subject: format!("{}.{}", subjects::tenant_prefix(tenant), n.subject),
@@ -136,6 +200,8 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         route::Sink::File { path }
     };
     let start_from = spec.source.start_from;
+    let start_time = spec.source.start_time.as_ref().map(|t| t.0.to_string());
+    let source_broker = brokers.of(stream, cfg);
     let projection = spec
         .projection
         .as_ref()
@@ -157,15 +223,24 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
         tenant: tenant.to_string(),
         pipeline: pipeline.clone(),
         route: sink.name.clone(),
-        source: route::Source::Jetstream {
-            url: cfg.nats_url.clone(),
-            stream: subjects::jetstream_name(tenant, stream),
-            subject: subjects::events_subject(tenant, stream),
-            durable: subjects::durable_name(&pipeline, &sink.name),
-            start_from,
-            start_time: spec.source.start_time.as_ref().map(|t| t.0.to_string()),
-            max_ack_pending: 10_000,
-            ack_wait_seconds: 30,
+        source: match source_broker {
+            StreamBroker::Nats => route::Source::Jetstream {
+                url: cfg.nats_url.clone(),
+                stream: subjects::jetstream_name(tenant, stream),
+                subject: subjects::events_subject(tenant, stream),
+                durable: subjects::durable_name(&pipeline, &sink.name),
+                start_from,
+                start_time,
+                max_ack_pending: 10_000,
+                ack_wait_seconds: 30,
+            },
+            StreamBroker::Kafka => route::Source::Kafka {
+                kafka: kafka(),
+                topic: kafka::topic_name(tenant, stream),
+                group: consumer_group(tenant, &pipeline, &sink.name),
+                start_from,
+                start_time,
+            },
         },
         filter: spec.filter.clone(),
         projection,
@@ -186,6 +261,16 @@ pub fn route_config(p: &Pipeline, tenant: &str, sink: &Sink, cfg: &OperatorConfi
             subject: match &spec.dead_letter {
                 Some(d) => subjects::events_subject(tenant, &d.stream),
                 None => subjects::default_dead_letter_subject(tenant, stream, &pipeline),
+            },
+            kafka: match &spec.dead_letter {
+                Some(d) if brokers.of(&d.stream, cfg) == StreamBroker::Kafka => {
+                    Some(kafka_topic(kafka::topic_name(tenant, &d.stream)))
+                }
+                Some(_) => None,
+                None if source_broker == StreamBroker::Kafka => Some(kafka_topic(
+                    kafka::dead_letter_topic(tenant, stream, &pipeline),
+                )),
+                None => None,
             },
         },
         metrics_port: route::WORKER_METRICS_PORT,
@@ -242,7 +327,7 @@ fn build_route(p: &Pipeline, tenant: &str, sink: &Sink, inputs: &Inputs) -> Rout
     let cfg = inputs.config;
     let pipeline = p.metadata.name.clone().unwrap_or_default();
     let name = names::route_name(&pipeline, &sink.name);
-    let config = route_config(p, tenant, sink, cfg);
+    let config = route_config(p, tenant, sink, cfg, inputs.brokers);
     let config_json = config.to_json();
     let hash = format!("{:016x}", names::fnv1a(config_json.as_bytes()));
     let labels = route_labels(tenant, &pipeline, &sink.name);
@@ -534,6 +619,7 @@ mod tests {
                 config: &cfg,
                 replicas: 2,
                 users: None,
+                brokers: &StreamBrokers::default(),
             },
         );
         assert_eq!(routes.len(), p.spec.sinks.len());
@@ -580,7 +666,10 @@ mod tests {
             subject,
             durable,
             ..
-        } = &alerts.source;
+        } = &alerts.source
+        else {
+            panic!("a JetStream source");
+        };
         assert_eq!(stream, "sluice_acme_orders");
         assert_eq!(subject, "sluice.acme.orders.events");
         assert_eq!(durable, "large-orders_alerts");
@@ -641,6 +730,7 @@ mod tests {
                 config: &cfg,
                 replicas: 1,
                 users: Some(&users),
+                brokers: &StreamBrokers::default(),
             },
         );
         let alerts = &routes[0];
@@ -705,6 +795,7 @@ mod tests {
             config: &cfg,
             replicas: 1,
             users: None,
+            brokers: &StreamBrokers::default(),
         };
         let before = routes(&p, &inputs);
         p.spec.sinks[0].nats.as_mut().unwrap().subject = "alerts.other".into();
@@ -716,5 +807,80 @@ mod tests {
         };
         assert_ne!(hash(&before[0]), hash(&after[0]));
         assert_eq!(hash(&before[1]), hash(&after[1]));
+    }
+
+    #[test]
+    fn routes_read_and_write_kafka_streams_as_their_brokers_say() {
+        let (mut p, _) = fixtures();
+        let cfg = OperatorConfig {
+            kafka: Some(crate::config::KafkaConfig {
+                bootstrap_servers: "kafka:9092".into(),
+                properties: vec![
+                    ("security.protocol".into(), "SASL_SSL".into()),
+                    ("sasl.password".into(), "hunter2".into()),
+                ],
+                worker_properties: vec![("security.protocol".into(), "SASL_SSL".into())],
+            }),
+            ..Default::default()
+        };
+        p.spec.dead_letter = None;
+        p.spec.sinks[1] = serde_json::from_value(serde_json::json!(
+            {"name": "big", "kafka": {"stream": "big-orders", "key": "customer.id"}}
+        ))
+        .unwrap();
+        let brokers = StreamBrokers(BTreeMap::from([
+            ("orders".to_string(), StreamBroker::Kafka),
+            ("big-orders".to_string(), StreamBroker::Kafka),
+        ]));
+        assert_eq!(kafka_streams(&p, &brokers, &cfg), ["orders", "big-orders"]);
+        let alerts = route_config(&p, "acme", &p.spec.sinks[0], &cfg, &brokers);
+        assert!(alerts.validate().is_empty(), "{:?}", alerts.validate());
+        let route::Source::Kafka {
+            kafka,
+            topic,
+            group,
+            start_from,
+            ..
+        } = &alerts.source
+        else {
+            panic!("a Kafka source: {:?}", alerts.source);
+        };
+        assert_eq!(topic, "sluice.acme.orders");
+        assert_eq!(group, "sluice.acme.large-orders.alerts");
+        assert_eq!(*start_from, route::StartFrom::All);
+        // Workers never get the secret properties.
+        assert_eq!(kafka.bootstrap_servers, "kafka:9092");
+        assert_eq!(
+            kafka.properties,
+            BTreeMap::from([("security.protocol".to_string(), "SASL_SSL".to_string())])
+        );
+        // The NATS sink of a Kafka stream, and its per-pipeline dead-letter topic.
+        assert!(matches!(alerts.sink, route::Sink::Nats { .. }));
+        assert_eq!(
+            alerts.dead_letter.kafka.as_ref().map(|d| d.topic.as_str()),
+            Some("sluice.acme.orders.dead-letter.large-orders")
+        );
+        let big = route_config(&p, "acme", &p.spec.sinks[1], &cfg, &brokers);
+        assert_eq!(
+            big.sink,
+            route::Sink::Kafka {
+                kafka: kafka.clone(),
+                topic: "sluice.acme.big-orders".into(),
+                key: Some("customer.id".into()),
+            }
+        );
+        // A NATS source with a Kafka dead-letter stream.
+        p.spec.dead_letter =
+            Some(serde_json::from_value(serde_json::json!({"stream": "big-orders"})).unwrap());
+        let nats = StreamBrokers(BTreeMap::from([(
+            "big-orders".to_string(),
+            StreamBroker::Kafka,
+        )]));
+        let c = route_config(&p, "acme", &p.spec.sinks[0], &cfg, &nats);
+        assert!(matches!(c.source, route::Source::Jetstream { .. }));
+        assert_eq!(
+            c.dead_letter.kafka.map(|d| d.topic),
+            Some("sluice.acme.big-orders".to_string())
+        );
     }
 }

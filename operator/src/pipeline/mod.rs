@@ -23,7 +23,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use route::Route;
 use sluice_core::names;
-use sluice_crd::{Pipeline, Stream, Tenant};
+use sluice_crd::{Pipeline, Stream, StreamBroker, Tenant};
 use status::{RouteObservation, Verdict};
 use std::sync::Arc;
 
@@ -44,7 +44,9 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         return Ok(Action::await_change());
     }
     let owner = fetch_tenant(&ns, &ctx).await?;
-    let verdict = validate_and_admit(&p, &ns, &owner, &ctx).await?;
+    let streams = list_streams(&ns, &ctx).await?;
+    let brokers = stream_brokers(&streams, &ctx);
+    let verdict = validate_and_admit(&p, &ns, &owner, &streams, &ctx).await?;
     let suspended = p.spec.suspend || owner.tenant.as_ref().is_some_and(|t| t.spec.suspend);
     let users = match (&ctx.accounts, &owner.tenant) {
         (Some(accounts), Some(t)) => Some(accounts.route_users(
@@ -59,19 +61,20 @@ pub async fn reconcile(p: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action, Er
         owner.tenant.as_ref(),
         suspended,
         users.as_ref(),
+        &brokers,
         &ctx,
     );
     if let (Some(users), Some(t)) = (&users, &owner.tenant)
         && !routes.is_empty()
     {
-        list_route_keys(&p, t, &routes, users, &ctx).await?;
+        list_route_keys(&p, t, &routes, users, &brokers, &ctx).await?;
     }
     for r in &routes {
         route::apply(&ctx, r).await?;
     }
     let observed = prune(&p, &ns, &keep, &ctx).await?;
     let dead_letter_unavailable = match &verdict {
-        Verdict::Accepted => dead_letter_missing(&p, &ns, &ctx).await?,
+        Verdict::Accepted => dead_letter_missing(&p, &ns, &streams, &ctx).await,
         _ => None,
     };
     let next = status::compute(&status::Inputs {
@@ -104,6 +107,7 @@ async fn list_route_keys(
     tenant: &Tenant,
     routes: &[Route],
     users: &RouteUsers,
+    brokers: &desired::StreamBrokers,
     ctx: &Context,
 ) -> Result<(), Error> {
     let Some(accounts) = &ctx.accounts else {
@@ -119,7 +123,7 @@ async fn list_route_keys(
         return Ok(());
     }
     let prefix = format!("{pipeline_uid}/");
-    let mut keys: Vec<RouteKey> = route_keys(tenant, users, ctx)
+    let mut keys: Vec<RouteKey> = peer_route_keys(tenant, users, brokers, ctx)
         .await
         .into_iter()
         .filter(|k| !k.route_id.starts_with(&prefix))
@@ -132,7 +136,24 @@ async fn list_route_keys(
 /// The signing keys of the routes of every admitted pipeline of `tenant`, as the store has
 /// them: what its account lists (the Tenant controller pushes it; a pipeline reconcile does
 /// when its own routes' keys are missing or stale).
-pub async fn route_keys(tenant: &Tenant, users: &RouteUsers, ctx: &Context) -> Vec<RouteKey> {
+pub async fn route_keys(
+    tenant: &Tenant,
+    users: &RouteUsers,
+    ctx: &Context,
+) -> Result<Vec<RouteKey>, Error> {
+    let ns = names::tenant_namespace(&tenant.name_any());
+    let streams = list_streams(&ns, ctx).await?;
+    let brokers = stream_brokers(&streams, ctx);
+    Ok(peer_route_keys(tenant, users, &brokers, ctx).await)
+}
+
+/// [`route_keys`], with the namespace's Streams on `brokers`.
+async fn peer_route_keys(
+    tenant: &Tenant,
+    users: &RouteUsers,
+    brokers: &desired::StreamBrokers,
+    ctx: &Context,
+) -> Vec<RouteKey> {
     ctx.pipelines_by_namespace.wait_until_ready().await;
     let name = tenant.name_any();
     let ns = names::tenant_namespace(&name);
@@ -147,7 +168,7 @@ pub async fn route_keys(tenant: &Tenant, users: &RouteUsers, ctx: &Context) -> V
         .flat_map(|q| {
             let name = &name;
             q.spec.sinks.iter().flat_map(move |sink| {
-                let config = desired::route_config(q, name, sink, &ctx.config);
+                let config = desired::route_config(q, name, sink, &ctx.config, brokers);
                 users.keys(
                     &route_users::route_id(q, &sink.name),
                     &names::route_name(&q.name_any(), &sink.name),
@@ -204,6 +225,7 @@ async fn validate_and_admit(
     p: &Pipeline,
     ns: &str,
     owner: &Owner,
+    streams: &[Stream],
     ctx: &Context,
 ) -> Result<Verdict, Error> {
     ctx.pipelines_by_namespace.wait_until_ready().await;
@@ -218,7 +240,7 @@ async fn validate_and_admit(
         Some(_) if !errors.is_empty() => {
             Verdict::InvalidSpec(sluice_crd::validate::describe(&errors))
         }
-        Some(t) => match source_missing(p, ns, ctx).await? {
+        Some(t) => match streams_unusable(p, ns, streams, ctx) {
             Some(why) => Verdict::StreamNotFound(why),
             None => admit(p, t, ctx),
         },
@@ -234,6 +256,7 @@ fn build(
     tenant: Option<&Tenant>,
     suspended: bool,
     users: Option<&RouteUsers>,
+    brokers: &desired::StreamBrokers,
     ctx: &Context,
 ) -> (Vec<Route>, Keep) {
     match (verdict, tenant) {
@@ -246,6 +269,7 @@ fn build(
                     config: &ctx.config,
                     replicas,
                     users,
+                    brokers,
                 },
             );
             let keep = Keep::only(routes.iter().map(|r| r.sink.clone()));
@@ -285,71 +309,144 @@ async fn prune(
     Ok(observed)
 }
 
+/// The Streams of namespace `ns`.
+async fn list_streams(ns: &str, ctx: &Context) -> Result<Vec<Stream>, Error> {
+    Ok(Api::<Stream>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items)
+}
+
+/// The broker of each of `streams`.
+fn stream_brokers(streams: &[Stream], ctx: &Context) -> desired::StreamBrokers {
+    desired::StreamBrokers(
+        streams
+            .iter()
+            .map(|s| {
+                (
+                    s.name_any(),
+                    crate::stream::broker_of(s, ctx.config.default_stream_broker),
+                )
+            })
+            .collect(),
+    )
+}
+
 /// Where a Stream stands, as a pipeline reading or writing it sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StreamState {
     /// There is no such Stream.
     Missing,
-    /// The Stream exists, but its broker stream is not provisioned yet.
+    /// The Stream exists, but its broker stream (or topic) is not provisioned yet.
     NotProvisioned,
-    /// Events can be read and written.
-    Provisioned,
+    /// Events can be read and written, on this broker.
+    Provisioned(StreamBroker),
 }
 
-async fn stream_state(ns: &str, name: &str, ctx: &Context) -> Result<StreamState, Error> {
-    let stream = Api::<Stream>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?;
-    Ok(match stream {
-        None => StreamState::Missing,
-        Some(s)
-            if s.status
-                .as_ref()
-                .and_then(|st| st.subject.as_ref())
-                .is_none() =>
-        {
-            StreamState::NotProvisioned
-        }
-        Some(_) => StreamState::Provisioned,
-    })
+fn stream_state(streams: &[Stream], name: &str, ctx: &Context) -> StreamState {
+    let Some(s) = streams.iter().find(|s| s.name_any() == name) else {
+        return StreamState::Missing;
+    };
+    if s.metadata.deletion_timestamp.is_some() {
+        // Its cleanup is deleting what the broker holds: nothing is made for it anew.
+        return StreamState::NotProvisioned;
+    }
+    let broker = crate::stream::broker_of(s, ctx.config.default_stream_broker);
+    let status = s.status.as_ref();
+    let provisioned = match broker {
+        StreamBroker::Nats => status.and_then(|st| st.subject.as_ref()).is_some(),
+        StreamBroker::Kafka => status.and_then(|st| st.topic.as_ref()).is_some(),
+    };
+    if provisioned {
+        StreamState::Provisioned(broker)
+    } else {
+        StreamState::NotProvisioned
+    }
 }
 
-/// Why the pipeline's source stream cannot be read yet, if it cannot: the Stream does not
-/// exist, or its broker stream is not provisioned. The pipeline starts by itself when it is
-/// (the controller watches Streams).
-async fn source_missing(p: &Pipeline, ns: &str, ctx: &Context) -> Result<Option<String>, Error> {
+/// Why the pipeline cannot run yet, if it cannot: its source stream, or the stream of a
+/// Kafka sink, does not exist or is not provisioned; a Kafka sink names a NATS stream. The
+/// pipeline starts by itself when they are (the controller watches Streams).
+fn streams_unusable(p: &Pipeline, ns: &str, streams: &[Stream], ctx: &Context) -> Option<String> {
     let name = &p.spec.source.stream;
-    Ok(match stream_state(ns, name, ctx).await? {
+    let source = match stream_state(streams, name, ctx) {
         StreamState::Missing => Some(format!(
-            "the source stream {name:?} does not exist in namespace {ns}; the pipeline starts when it does"
+            "the source stream {name:?} does not exist in namespace {ns}"
         )),
         StreamState::NotProvisioned => Some(format!(
             "the source stream {name:?} is not provisioned yet; the pipeline starts when it is"
         )),
-        StreamState::Provisioned => None,
+        StreamState::Provisioned(_) => None,
+    };
+    source.or_else(|| {
+        p.spec.sinks.iter().find_map(|sink| {
+            let stream = &sink.kafka.as_ref()?.stream;
+            match stream_state(streams, stream, ctx) {
+                StreamState::Provisioned(StreamBroker::Kafka) => None,
+                StreamState::Provisioned(StreamBroker::Nats) => Some(format!(
+                    "sink {:?}: stream {stream:?} is a NATS stream; a kafka sink writes to a \
+                     Kafka stream (use a jetstream sink for it)",
+                    sink.name
+                )),
+                StreamState::Missing => Some(format!(
+                    "sink {:?}: stream {stream:?} does not exist in namespace {ns}",
+                    sink.name
+                )),
+                StreamState::NotProvisioned => Some(format!(
+                    "sink {:?}: stream {stream:?} is not provisioned yet; the pipeline starts \
+                     when it is",
+                    sink.name
+                )),
+            }
+        })
     })
 }
 
-/// Why the pipeline's dead-letter stream cannot take dead events, if it names one that does
-/// not exist or is not provisioned (the default dead-letter subject lives in the source
-/// stream, which exists once the pipeline is accepted). The pipeline is `Degraded` with
-/// reason `DeadLetterUnavailable` meanwhile; the controller watches Streams, so it recovers
-/// by itself when the stream appears.
+/// Why the pipeline's dead letters cannot be taken, if they cannot: the dead-letter stream
+/// it names does not exist or is not provisioned, or its per-pipeline dead-letter topic (a
+/// Kafka source with no `deadLetter`) cannot be made. The default dead-letter subject of a
+/// NATS source lives in the source stream, which exists once the pipeline is accepted. The
+/// pipeline is `Degraded` with reason `DeadLetterUnavailable` meanwhile; the controller
+/// watches Streams, so it recovers by itself when the stream appears.
 async fn dead_letter_missing(
     p: &Pipeline,
     ns: &str,
+    streams: &[Stream],
     ctx: &Context,
-) -> Result<Option<String>, Error> {
+) -> Option<String> {
+    let source = &p.spec.source.stream;
     let Some(name) = p.spec.dead_letter.as_ref().map(|d| &d.stream) else {
-        return Ok(None);
+        let s = streams
+            .iter()
+            .find(|s| &s.name_any() == source && s.metadata.deletion_timestamp.is_none())?;
+        let broker = crate::stream::broker_of(s, ctx.config.default_stream_broker);
+        if broker != StreamBroker::Kafka {
+            return None;
+        }
+        // The per-pipeline dead-letter topic: one partition, the source's replicas.
+        let tenant = names::tenant_of_namespace(ns)?;
+        let mut settings = crate::stream::settings(tenant, None, s, broker);
+        settings.name = crate::stream::kafka::dead_letter_topic(tenant, source, &p.name_any());
+        settings.partitions = 1;
+        return match ctx.broker.ensure(&settings).await {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "the dead-letter topic {} cannot be made ({e}); events that fail are given \
+                 back to the source and retried until it can",
+                settings.name
+            )),
+        };
     };
-    let provisioned = stream_state(ns, name, ctx).await? == StreamState::Provisioned;
-    Ok((!provisioned).then(|| {
+    let provisioned = matches!(
+        stream_state(streams, name, ctx),
+        StreamState::Provisioned(_)
+    );
+    (!provisioned).then(|| {
         format!(
             "the dead-letter stream {name:?} does not exist or is not provisioned in namespace \
              {ns}; events that fail are given back to the source and retried until it is"
         )
-    }))
+    })
 }
 
 /// Admission of `p` among its tenant's pipelines; asks for a reconcile of every peer whose

@@ -1,6 +1,6 @@
 //! The broker side of a Stream. [`Broker`] is what the Stream controller needs from a broker;
-//! [`JetStream`] implements it with NATS JetStream (a Kafka topic implementation would fit the
-//! same trait: a topic per stream, partitions, retention).
+//! [`JetStream`] implements it with NATS JetStream, [`super::kafka::KafkaTopics`] with Kafka
+//! topics, and [`Brokers`] sends each Stream to the one its spec names.
 
 use crate::accounts::Accounts;
 use futures::future::BoxFuture;
@@ -11,7 +11,10 @@ use tokio::sync::OnceCell;
 /// What a Stream asks of the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSettings {
-    /// Broker-side name (`sluice_<tenant>_<stream>`).
+    /// The broker the stream lives on.
+    pub broker: sluice_crd::StreamBroker,
+    /// Broker-side name (`sluice_<tenant>_<stream>` on JetStream, the topic
+    /// `sluice.<tenant>.<stream>` on Kafka).
     pub name: String,
     /// Subjects the stream captures (`sluice.<tenant>.<stream>.>`).
     pub subjects: Vec<String>,
@@ -29,12 +32,18 @@ pub struct StreamSettings {
 }
 
 /// What the broker reports about a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamState {
     /// Messages held.
     pub messages: u64,
-    /// Bytes held.
+    /// Bytes held (JetStream).
     pub bytes: u64,
+    /// Partitions of the topic (Kafka).
+    pub partitions: Option<usize>,
+    /// End offset of each partition (Kafka).
+    pub end_offsets: Vec<i64>,
+    /// What the broker could not do of the spec, for the `Ready` message.
+    pub note: Option<String>,
 }
 
 /// A broker failure, with a message for the Stream's status.
@@ -58,6 +67,52 @@ pub trait Broker: Send + Sync {
     /// Deletes the stream and its messages; deleting a missing stream succeeds.
     fn delete<'a>(&'a self, settings: &'a StreamSettings)
     -> BoxFuture<'a, Result<(), BrokerError>>;
+}
+
+/// The brokers of the platform: every Stream goes to the one its settings name. A Kafka
+/// Stream on a platform without Kafka is refused, with a message saying so.
+pub struct Brokers {
+    /// NATS JetStream.
+    pub nats: Arc<dyn Broker>,
+    /// Kafka, when the operator was given a cluster (`--kafka-bootstrap-servers`).
+    pub kafka: Option<Arc<dyn Broker>>,
+}
+
+impl Brokers {
+    fn of(&self, settings: &StreamSettings) -> Result<&Arc<dyn Broker>, BrokerError> {
+        match settings.broker {
+            sluice_crd::StreamBroker::Nats => Ok(&self.nats),
+            sluice_crd::StreamBroker::Kafka => self.kafka.as_ref().ok_or_else(|| {
+                BrokerError::Refused(
+                    "the platform has no Kafka cluster (the operator runs without \
+                     --kafka-bootstrap-servers)"
+                        .into(),
+                )
+            }),
+        }
+    }
+}
+
+impl Broker for Brokers {
+    fn ensure<'a>(
+        &'a self,
+        settings: &'a StreamSettings,
+    ) -> BoxFuture<'a, Result<StreamState, BrokerError>> {
+        Box::pin(async move { self.of(settings)?.ensure(settings).await })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        settings: &'a StreamSettings,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            match self.of(settings) {
+                Ok(broker) => broker.delete(settings).await,
+                // Nothing was ever provisioned on a broker the platform does not have.
+                Err(_) => Ok(()),
+            }
+        })
+    }
 }
 
 /// NATS JetStream. Connects on first use, so the operator starts while the broker is down.
@@ -166,6 +221,7 @@ impl Broker for JetStream {
             Ok(StreamState {
                 messages: state.messages,
                 bytes: state.bytes,
+                ..Default::default()
             })
         })
     }
@@ -191,5 +247,44 @@ impl Broker for JetStream {
                 Err(e) => Err(BrokerError::Refused(e.to_string())),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(broker: sluice_crd::StreamBroker) -> StreamSettings {
+        StreamSettings {
+            broker,
+            name: "sluice.acme.orders".into(),
+            subjects: vec![],
+            max_age: None,
+            max_bytes: None,
+            replicas: 1,
+            partitions: 1,
+            tenant_uid: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kafka_stream_on_a_platform_without_kafka_is_refused_and_deletes_cleanly() {
+        // Never connected: the refusal comes before any broker is asked.
+        let brokers = Brokers {
+            nats: Arc::new(JetStream::new("nats://127.0.0.1:1", None)),
+            kafka: None,
+        };
+        let refused = brokers
+            .ensure(&settings(sluice_crd::StreamBroker::Kafka))
+            .await
+            .expect_err("no Kafka cluster");
+        assert!(
+            matches!(&refused, BrokerError::Refused(m) if m.contains("--kafka-bootstrap-servers")),
+            "{refused}"
+        );
+        brokers
+            .delete(&settings(sluice_crd::StreamBroker::Kafka))
+            .await
+            .expect("nothing to delete");
     }
 }

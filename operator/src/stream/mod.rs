@@ -1,8 +1,10 @@
 //! The Stream controller: a Stream in a tenant namespace gets its backing broker stream
-//! (subjects namespaced by tenant), kept in line with its retention; a finalizer removes the
-//! broker stream when the Stream goes. `maxStreams` is enforced oldest first, like pipelines.
+//! (subjects namespaced by tenant) or Kafka topic, kept in line with its retention and
+//! partitions; a finalizer removes it when the Stream goes. `maxStreams` is enforced oldest
+//! first, like pipelines.
 
 pub mod broker;
+pub mod kafka;
 
 use crate::conditions::{self, Desired, Reason};
 use crate::context::Context;
@@ -16,7 +18,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use sluice_core::quota::{self, Usage};
 use sluice_core::{names, subjects};
-use sluice_crd::{ConditionType, Stream, StreamStatus, Tenant};
+use sluice_crd::{ConditionType, Stream, StreamBroker, StreamStatus, Tenant};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +45,44 @@ pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action, Erro
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// The broker settings of a Stream of `tenant` (whose uid is `tenant_uid`).
-pub fn settings(tenant: &str, tenant_uid: Option<String>, s: &Stream) -> StreamSettings {
+/// The broker a Stream lives on: the one it was provisioned on, else the one its spec names,
+/// else the platform's default (pure). A changed platform default never moves a stream.
+pub fn broker_of(s: &Stream, default: StreamBroker) -> StreamBroker {
+    s.status
+        .as_ref()
+        .and_then(|st| st.broker)
+        .or(s.spec.broker)
+        .unwrap_or(default)
+}
+
+/// Why the spec's broker cannot be the stream's, if it cannot: the stream was provisioned on
+/// another one (pure).
+fn broker_change(s: &Stream) -> Option<String> {
+    let provisioned = s.status.as_ref().and_then(|st| st.broker)?;
+    let asked = s.spec.broker?;
+    (asked != provisioned).then(|| {
+        format!(
+            "spec.broker: the stream lives on {provisioned} and cannot move to {asked}; create \
+             another stream"
+        )
+    })
+}
+
+/// The broker settings of a Stream of `tenant` (whose uid is `tenant_uid`), on `broker`.
+pub fn settings(
+    tenant: &str,
+    tenant_uid: Option<String>,
+    s: &Stream,
+    broker: StreamBroker,
+) -> StreamSettings {
     let name = s.name_any();
     let retention = s.spec.retention.clone().unwrap_or_default();
     StreamSettings {
-        name: subjects::jetstream_name(tenant, &name),
+        broker,
+        name: match broker {
+            StreamBroker::Nats => subjects::jetstream_name(tenant, &name),
+            StreamBroker::Kafka => kafka::topic_name(tenant, &name),
+        },
         subjects: vec![subjects::stream_subjects(tenant, &name)],
         max_age: retention
             .max_age
@@ -75,10 +109,11 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let tenant = names::tenant_of_namespace(&ns);
     let (verdict, found) = validate_and_admit(s, &ns, tenant, ctx).await?;
+    let broker = broker_of(s, ctx.config.default_stream_broker);
     let provisioned = match (&verdict, tenant) {
         (Verdict::Accepted, Some(t)) => {
             let uid = found.as_ref().and_then(|f| f.uid());
-            Some(ctx.broker.ensure(&settings(t, uid, s)).await)
+            Some(ctx.broker.ensure(&settings(t, uid, s, broker)).await)
         }
         _ => None,
     };
@@ -86,7 +121,7 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action, Error> {
         Some(Err(_)) => Duration::from_secs(10),
         _ => ctx.config.resync,
     };
-    let next = status(s, tenant, &verdict, provisioned.as_ref());
+    let next = status(s, tenant, broker, &verdict, provisioned.as_ref());
     reconcile::write_status(ctx, s, &next).await?;
     Ok(Action::requeue(requeue))
 }
@@ -111,7 +146,13 @@ async fn validate_and_admit(
         (Some(t), Some(_)) => crate::tenant::refusal(ctx, t).await?,
         _ => None,
     };
-    let errors = sluice_crd::validate::stream(&s.spec);
+    let mut errors = sluice_crd::validate::stream(&s.spec);
+    if let Some(why) = broker_change(s) {
+        errors.push(sluice_crd::validate::FieldError {
+            field: "spec.broker".into(),
+            message: why,
+        });
+    }
     let verdict = match (&found, refused) {
         (_, Some(why)) => Verdict::Refused(Reason::NoTenant, why),
         (None, None) => Verdict::Refused(
@@ -126,25 +167,56 @@ async fn validate_and_admit(
     Ok((verdict, found))
 }
 
-/// The Stream's next status (pure): its conditions, and its subject once provisioned.
+/// The Stream's next status (pure): its conditions, its broker, and once provisioned its
+/// subject (JetStream) or its topic, partitions and end offsets (Kafka).
 fn status(
     s: &Stream,
     tenant: Option<&str>,
+    broker: StreamBroker,
     verdict: &Verdict,
     provisioned: Option<&Result<StreamState, BrokerError>>,
 ) -> StreamStatus {
     let previous = reconcile::current_status(s);
-    let state = provisioned.and_then(|r| r.as_ref().ok()).copied();
+    let state = provisioned.and_then(|r| r.as_ref().ok()).cloned();
     let desired = desired_conditions(verdict, provisioned);
     let now = Time(jiff::Timestamp::now());
-    let has_subject = state.is_some() || previous.subject.is_some();
+    let was_provisioned = previous.subject.is_some() || previous.topic.is_some();
+    let live = state.is_some() || was_provisioned;
+    let name = s.name_any();
+    let (subject, topic) = match (tenant, live, verdict, broker) {
+        (Some(t), true, Verdict::Accepted, StreamBroker::Nats) => {
+            (Some(subjects::events_subject(t, &name)), None)
+        }
+        (Some(t), true, Verdict::Accepted, StreamBroker::Kafka) => {
+            (None, Some(kafka::topic_name(t, &name)))
+        }
+        _ => (None, None),
+    };
+    let kafka = broker == StreamBroker::Kafka;
     StreamStatus {
-        subject: match (tenant, has_subject, verdict) {
-            (Some(t), true, Verdict::Accepted) => Some(subjects::events_subject(t, &s.name_any())),
-            _ => None,
+        subject,
+        topic,
+        broker: (state.is_some() || was_provisioned)
+            .then_some(broker)
+            .or(previous.broker),
+        messages: state
+            .as_ref()
+            .map(|s| s.messages as i64)
+            .or(previous.messages),
+        bytes: match &state {
+            Some(st) if !kafka => Some(st.bytes as i64),
+            Some(_) => None,
+            None => previous.bytes,
         },
-        messages: state.map(|s| s.messages as i64).or(previous.messages),
-        bytes: state.map(|s| s.bytes as i64).or(previous.bytes),
+        partitions: state
+            .as_ref()
+            .and_then(|s| s.partitions)
+            .map(|n| n as i32)
+            .or(previous.partitions),
+        end_offsets: state
+            .map(|s| s.end_offsets)
+            .filter(|o| !o.is_empty())
+            .unwrap_or(previous.end_offsets),
         conditions: conditions::merge(&previous.conditions, &desired, s.meta().generation, &now),
         observed_generation: s.meta().generation,
     }
@@ -172,10 +244,13 @@ fn desired_conditions(
                 "the stream is valid and within its tenant's quota",
             ),
             match result {
-                Ok(_) => Desired::holds(
+                Ok(state) => Desired::holds(
                     ConditionType::Ready,
                     Reason::Provisioned,
-                    "the broker stream exists and matches the spec",
+                    match &state.note {
+                        None => "the broker stream exists and matches the spec".to_string(),
+                        Some(note) => format!("the broker stream exists; {note}"),
+                    },
                 ),
                 Err(e) => {
                     let reason = match e {
@@ -241,15 +316,17 @@ async fn admit(s: &Stream, tenant: &Tenant, ctx: &Context) -> Result<Verdict, Er
     }
 }
 
-/// Removes the broker stream. With tenant accounts, a stream whose Tenant is gone or being
-/// deleted is left to the Tenant's own cleanup, which deletes every stream of its account and
-/// then the account.
+/// Removes the broker stream. With tenant accounts, a JetStream stream whose Tenant is gone
+/// or being deleted is left to the Tenant's own cleanup, which deletes every stream of its
+/// account and then the account; a Kafka topic is always deleted here.
 async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let Some(tenant) = names::tenant_of_namespace(&ns) else {
         return Ok(Action::await_change());
     };
+    let broker = broker_of(s, ctx.config.default_stream_broker);
     let uid = match &ctx.accounts {
+        _ if broker == StreamBroker::Kafka => None,
         None => None,
         Some(_) => match Api::<Tenant>::all(ctx.client.clone())
             .get_opt(tenant)
@@ -260,7 +337,7 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action, Error> {
         },
     };
     ctx.broker
-        .delete(&settings(tenant, uid, s))
+        .delete(&settings(tenant, uid, s, broker))
         .await
         .map_err(|e| Error::Broker(e.to_string()))?;
     Ok(Action::await_change())

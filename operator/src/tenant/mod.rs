@@ -63,7 +63,7 @@ async fn reconcile_tenant(t: &Tenant, ctx: &Context) -> Result<Action, Error> {
             if let Some(accounts) = &ctx.accounts {
                 let uid = t.uid().ok_or(Error::MissingField("metadata.uid"))?;
                 let users = accounts.route_users(&uid, sluice_broker::jwt::now());
-                let keys = crate::pipeline::route_keys(t, &users, ctx).await;
+                let keys = crate::pipeline::route_keys(t, &users, ctx).await?;
                 account = Some(accounts.ensure(t, &keys).await?);
             }
             Desired::holds(

@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout, timeout_at};
 use utoipa::ToSchema;
 
+use super::kafka::{KafkaFailure, KafkaIngest, Keys};
 use super::limiter::{Refusal, retry_after_secs};
 use super::parse::{Batch, Checker, Limits, NdjsonReader, ReadError, Rejected, read_json};
-use super::{Ingest, Target};
+use super::{Destination, Ingest, Target};
 use crate::k8s::Kube;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -54,8 +55,23 @@ pub struct Request<'a> {
     pub stream: &'a str,
     /// How the body holds its events.
     pub format: Format,
+    /// The partition key of every event (the `Sluice-Partition-Key` header; Kafka streams).
+    pub partition_key: Option<Vec<u8>>,
     /// The body, read as it arrives.
     pub body: Body,
+}
+
+/// Where one request's events are written.
+enum Writer<'a> {
+    Nats {
+        js: async_nats::jetstream::Context,
+        subject: &'a async_nats::Subject,
+    },
+    Kafka {
+        producer: &'a KafkaIngest,
+        topic: &'a str,
+        keys: Keys<'a>,
+    },
 }
 
 impl Ingest {
@@ -75,14 +91,17 @@ impl Ingest {
             tenant: row,
             stream,
             format,
+            partition_key,
             body,
         } = req;
         let tenant = row.name.as_str();
-        let Some(broker) = self.broker.as_ref() else {
+        if self.broker.is_none() && self.kafka.is_none() {
             return Err(ApiError::BrokerUnavailable(
-                "this API has no broker configured (SLUICE_NATS_URL); ingest is off".into(),
+                "this API has no broker configured (SLUICE_NATS_URL, SLUICE_KAFKA_BOOTSTRAP_SERVERS); \
+                 ingest is off"
+                    .into(),
             ));
-        };
+        }
         // From here on the stream exists: only then may its name label metrics and usage rows.
         let target = timeout_at(deadline, self.target(kube, tenant, stream))
             .await
@@ -92,9 +111,43 @@ impl Ingest {
                 "tenant {tenant:?} is suspended: ingest is refused until it is resumed"
             )));
         }
-        let js = timeout_at(deadline, broker.context(tenant, target.account.as_deref()))
-            .await
-            .map_err(|_| deadline_passed(bounds.timeout, "connecting to the broker"))??;
+        let writer = match &target.destination {
+            Destination::Nats(subject) => {
+                let Some(broker) = self.broker.as_ref() else {
+                    return Err(ApiError::BrokerUnavailable(
+                        "this API has no NATS broker configured (SLUICE_NATS_URL); ingest into \
+                         NATS streams is off"
+                            .into(),
+                    ));
+                };
+                let js = timeout_at(deadline, broker.context(tenant, target.account.as_deref()))
+                    .await
+                    .map_err(|_| deadline_passed(bounds.timeout, "connecting to the broker"))??;
+                Writer::Nats { js, subject }
+            }
+            Destination::Kafka {
+                topic,
+                partition_key: field,
+            } => {
+                let Some(producer) = self.kafka.as_ref() else {
+                    return Err(ApiError::BrokerUnavailable(
+                        "this API has no Kafka cluster configured \
+                         (SLUICE_KAFKA_BOOTSTRAP_SERVERS); ingest into Kafka streams is off"
+                            .into(),
+                    ));
+                };
+                let keys = match (&partition_key, field) {
+                    (Some(k), _) => Keys::Fixed(k),
+                    (None, Some(path)) => Keys::Field(path),
+                    (None, None) => Keys::None,
+                };
+                Writer::Kafka {
+                    producer,
+                    topic,
+                    keys,
+                }
+            }
+        };
         let mut batch = Batch::new(Limits {
             max_events: bounds.max_events,
             max_rejections: bounds.max_rejections,
@@ -140,16 +193,31 @@ impl Ingest {
             }
         }
         if accepted > 0 {
-            let published = timeout_at(
-                deadline,
-                publish(
-                    &js,
-                    &target.subject,
-                    &batch.events,
-                    bounds.ack_window,
-                    bounds.permit_timeout,
-                ),
-            )
+            let published = timeout_at(deadline, async {
+                match &writer {
+                    Writer::Nats { js, subject } => {
+                        publish(
+                            js,
+                            subject,
+                            &batch.events,
+                            bounds.ack_window,
+                            bounds.permit_timeout,
+                        )
+                        .await
+                    }
+                    Writer::Kafka {
+                        producer,
+                        topic,
+                        keys,
+                    } => producer
+                        .publish(topic, *keys, &batch.events)
+                        .await
+                        .map_err(|e| match e {
+                            KafkaFailure::Refused(e) => PublishFailure::Refused(e),
+                            KafkaFailure::Unavailable(e) => PublishFailure::Broker(e),
+                        }),
+                }
+            })
             .await;
             let failure = match published {
                 Ok(Ok(())) => None,
@@ -175,6 +243,13 @@ impl Ingest {
                      Free space (shorter retention, fewer streams) or raise the quota, then retry"
                     )))
                 }
+                Ok(Err(PublishFailure::Refused(e))) => Some(ApiError::bad_param(
+                    "body",
+                    format!(
+                        "the broker refused an event for good ({e}); events before it may be \
+                         stored. Send smaller events"
+                    ),
+                )),
                 Ok(Err(PublishFailure::Broker(e))) => Some(ApiError::BrokerUnavailable(format!(
                     "the broker did not acknowledge every event ({e}); some may be stored: \
                      retry the request (events may then be stored twice)"
@@ -281,6 +356,8 @@ enum PublishFailure {
     Busy,
     /// The broker refused events: the tenant's storage quota is used up.
     StorageFull,
+    /// The broker refuses an event, and will again.
+    Refused(String),
     /// The broker refused or failed.
     Broker(String),
 }

@@ -8,6 +8,7 @@
 
 pub mod accept;
 pub mod broker;
+pub mod kafka;
 pub mod limiter;
 pub mod meter;
 pub mod parse;
@@ -25,11 +26,26 @@ use crate::problem::ApiError;
 use limiter::{RateLimiter, Rates};
 use meter::UsageMeter;
 
+/// Where a stream's events are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A JetStream subject (the Stream's `status.subject`).
+    Nats(async_nats::Subject),
+    /// A Kafka topic (the Stream's `status.topic`), with the field keying events to
+    /// partitions (`spec.partitionKey`).
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The field path of each event's key.
+        partition_key: Option<String>,
+    },
+}
+
 /// Where a stream's events go, and how they are checked.
 #[derive(Debug)]
 pub struct Target {
-    /// The broker subject (the Stream's `status.subject`).
-    pub subject: async_nats::Subject,
+    /// Where the events are written.
+    pub destination: Destination,
     /// The stream's JSON Schema, compiled; `None` when events are not checked.
     pub schema: Option<Arc<jsonschema::Validator>>,
     /// The tenant's ingest rates on this replica.
@@ -84,9 +100,12 @@ impl Bounds {
 /// State of the ingest route shared by all requests.
 #[derive(Debug)]
 pub struct Ingest {
-    /// Where events are published, when a NATS URL is configured (ingest answers 503
-    /// otherwise).
+    /// Where events are published, when a NATS URL is configured (ingest into NATS streams
+    /// answers 503 otherwise).
     pub broker: Option<broker::IngestBroker>,
+    /// The producer of Kafka streams' events, when a Kafka cluster is configured (ingest
+    /// into Kafka streams answers 503 otherwise).
+    pub kafka: Option<kafka::KafkaIngest>,
     /// Per-tenant token buckets.
     pub limiter: RateLimiter,
     /// Counts waiting to be written to the store.
@@ -111,6 +130,7 @@ impl Ingest {
     pub fn new(broker: Option<broker::IngestBroker>, config: &Config) -> Self {
         Ingest {
             broker,
+            kafka: None,
             limiter: RateLimiter::new(),
             meter: UsageMeter::new(),
             replicas: config.ingest_replicas.max(1),
@@ -152,10 +172,26 @@ impl Ingest {
                 "stream {stream:?} is being deleted"
             )));
         }
-        let Some(subject) = s.status.as_ref().and_then(|st| st.subject.clone()) else {
+        let on_kafka = s.status.as_ref().and_then(|st| st.broker).or(s.spec.broker)
+            == Some(sluice_crd::StreamBroker::Kafka);
+        let status = s.status.as_ref();
+        let destination = if on_kafka {
+            status
+                .and_then(|st| st.topic.clone())
+                .map(|topic| Destination::Kafka {
+                    topic,
+                    partition_key: s.spec.partition_key.clone(),
+                })
+        } else {
+            status
+                .and_then(|st| st.subject.clone())
+                .map(|subject| Destination::Nats(subject.into()))
+        };
+        let Some(destination) = destination else {
             return Err(ApiError::StreamNotReady(format!(
-                "stream {stream:?} is not provisioned on the broker yet (no status.subject); \
-                 the operator does it shortly after the stream is created; retry in a few seconds"
+                "stream {stream:?} is not provisioned on the broker yet (no status.subject or \
+                 status.topic); the operator does it shortly after the stream is created; \
+                 retry in a few seconds"
             )));
         };
         let t = kube
@@ -178,7 +214,7 @@ impl Ingest {
             })?)),
         };
         let target = Arc::new(Target {
-            subject: subject.into(),
+            destination,
             schema,
             rates: Rates::from_quota(t.spec.quota.ingest.as_ref(), self.replicas),
             suspended: t.spec.suspend,

@@ -15,9 +15,10 @@ use sluice_crd::pipeline::{
 };
 
 /// The fields of a sink that name its kind, as [`SINK_ONE_OF_RULE`] lists them.
-const SINK_KINDS: [&str; 6] = [
+const SINK_KINDS: [&str; 7] = [
     "nats",
     "jetstream",
+    "kafka",
     "http",
     "postgres",
     "objectStore",

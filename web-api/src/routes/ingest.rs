@@ -116,6 +116,7 @@ pub async fn ingest_events(
         tenant: &access.tenant,
         stream: &stream,
         format,
+        partition_key: crate::ingest::kafka::header_key(&headers)?,
         body,
     };
     let result = state

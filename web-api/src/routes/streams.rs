@@ -42,7 +42,7 @@ pub struct CreateStream {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplaceStream {
-    /// The new spec. `partitions` cannot change.
+    /// The new spec. `partitions` may grow but never shrink; `broker` cannot change once set.
     #[schema(schema_with = crate::openapi::stream_spec_ref)]
     pub spec: StreamSpec,
     /// When set, the replace fails with 409 if the stream changed since this version.
@@ -126,11 +126,17 @@ impl Resource for Stream {
     }
 
     fn check_immutable(current: &StreamSpec, new: &StreamSpec) -> Result<(), ApiError> {
-        if new.partitions != current.partitions {
+        if new.partitions < current.partitions {
             return Err(ApiError::field(
                 "spec.partitions",
-                "is immutable: events are already spread over the partitions; create another \
-                 stream",
+                "may grow but never shrink: events are already spread over the partitions; \
+                 create another stream",
+            ));
+        }
+        if current.broker.is_some() && new.broker != current.broker {
+            return Err(ApiError::field(
+                "spec.broker",
+                "is immutable: a stream never moves between brokers; create another stream",
             ));
         }
         Ok(())

@@ -8,6 +8,7 @@
 pub mod egress;
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod nats;
 pub mod object_store;
 pub mod postgres;
@@ -52,6 +53,8 @@ pub enum AnySink {
     JetStream(nats::JetStreamSink),
     /// HTTP webhook.
     Http(http::HttpSink),
+    /// Kafka produce.
+    Kafka(kafka::KafkaSink),
     /// PostgreSQL table.
     Postgres(postgres::PostgresSink),
     /// Object storage.
@@ -86,6 +89,9 @@ impl AnySink {
                     nats::NatsSink::connect(url, subject, broker, name).await?,
                 ))
             }
+            SinkConfig::Kafka { kafka, topic, key } => {
+                AnySink::Kafka(kafka::KafkaSink::new(kafka, topic, key.as_deref(), name)?)
+            }
             SinkConfig::Http { .. } => AnySink::Http(http::HttpSink::new(config, egress)?),
             SinkConfig::Postgres { .. } => {
                 let mut sink = postgres::PostgresSink::new(config)?;
@@ -108,6 +114,7 @@ impl Sink for AnySink {
             AnySink::Nats(s) => s.deliver(events).await,
             AnySink::JetStream(s) => s.deliver(events).await,
             AnySink::Http(s) => s.deliver(events).await,
+            AnySink::Kafka(s) => s.deliver(events).await,
             AnySink::Postgres(s) => s.deliver(events).await,
             AnySink::ObjectStore(s) => s.deliver(events).await,
             AnySink::File(s) => s.deliver(events).await,
@@ -119,6 +126,7 @@ impl Sink for AnySink {
             AnySink::Nats(s) => s.readiness(),
             AnySink::JetStream(s) => s.readiness(),
             AnySink::Http(s) => s.readiness(),
+            AnySink::Kafka(s) => s.readiness(),
             AnySink::Postgres(s) => s.readiness(),
             AnySink::ObjectStore(s) => s.readiness(),
             AnySink::File(s) => s.readiness(),

@@ -48,7 +48,10 @@ pub fn consumer_config(
         start_time,
         max_ack_pending,
         ..
-    } = source;
+    } = source
+    else {
+        return Err(SourceError("not a JetStream source".into()));
+    };
     let deliver_policy = match start_from {
         StartFrom::New => DeliverPolicy::New,
         StartFrom::All => DeliverPolicy::All,
@@ -118,7 +121,10 @@ impl JetStreamSource {
     ) -> Result<Self, SourceError> {
         let SourceConfig::Jetstream {
             stream, durable, ..
-        } = source;
+        } = source
+        else {
+            return Err(SourceError("not a JetStream source".into()));
+        };
         let config = consumer_config(source, ack_wait)?;
         let js = async_nats::jetstream::new(client.clone());
         let st = js
@@ -198,8 +204,11 @@ impl Source for JetStreamSource {
         }
     }
 
-    fn is_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+    fn connection_probe(&self) -> crate::health::Probe {
+        let c = self.client.clone();
+        crate::health::Probe::new(move || {
+            c.connection_state() == async_nats::connection::State::Connected
+        })
     }
 
     async fn receive(

@@ -5,6 +5,7 @@
 //! highest contiguous offset per partition).
 
 pub mod jetstream;
+pub mod kafka;
 
 use bytes::Bytes;
 use std::future::Future;
@@ -51,8 +52,8 @@ pub trait Source: Send + 'static {
     /// The lag-reporting side.
     fn lag_probe(&self) -> Self::Lag;
 
-    /// Whether the connection to the broker is up.
-    fn is_connected(&self) -> bool;
+    /// A readiness probe telling whether the connection to the broker is up.
+    fn connection_probe(&self) -> crate::health::Probe;
 
     /// Appends to `out` at least one and at most `max` messages, or none when nothing came
     /// in for a while (so the caller can look at its shutdown signal).
