@@ -43,6 +43,7 @@ SEMANTIC_RULES = [
     # Sinks must not loop into the source stream nor reach reserved subjects or addresses.
     (r"spec\.sinks\[\d+\]\.nats\.subject", ""),
     (r"spec\.sinks\[\d+\]\.jetstream\.stream", "source stream"),
+    (r"spec\.sinks\[\d+\]\.kafka\.stream", "source stream"),
     (r"spec\.sinks\[\d+\]\.(http|objectStore)\.url", ""),
     (r"spec\.sinks\[\d+\]\.name", "duplicate sink name"),
     (r"spec\.deadLetter\.stream", "source stream"),
