@@ -96,6 +96,11 @@ pub struct KafkaConfig {
     /// The properties the route workers get: those given with `--kafka-property`, never the
     /// secret ones, which a tenant could read from its routes' configuration.
     pub worker_properties: Vec<(String, String)>,
+    /// Namespace of the Kafka brokers: tenants' network policies allow their routes egress
+    /// to it.
+    pub namespace: String,
+    /// Port of the Kafka brokers in tenants' network policies.
+    pub port: u16,
 }
 
 impl KafkaConfig {
@@ -116,6 +121,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("properties", &keys)
             .field("worker_properties", &self.worker_properties)
+            .field("namespace", &self.namespace)
+            .field("port", &self.port)
             .finish()
     }
 }

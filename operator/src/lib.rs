@@ -249,6 +249,13 @@ pub struct RunArgs {
     /// environment, so that they appear in no command line.
     #[arg(long, env = "SLUICE_KAFKA_SECRET_PROPERTIES", value_delimiter = ';', value_parser = parse_property, hide_env_values = true)]
     pub kafka_secret_properties: Vec<(String, String)>,
+    /// Namespace of the Kafka brokers: tenants' network policies allow their routes egress to
+    /// it (with `--kafka-port`).
+    #[arg(long, env = "SLUICE_KAFKA_NAMESPACE", default_value = "kafka")]
+    pub kafka_namespace: String,
+    /// Port of the Kafka brokers in tenants' network policies.
+    #[arg(long, env = "SLUICE_KAFKA_PORT", default_value_t = 9092)]
+    pub kafka_port: u16,
     /// The broker of Streams whose spec names none.
     #[arg(long, env = "SLUICE_DEFAULT_STREAM_BROKER", default_value = "nats", value_parser = parse_stream_broker)]
     pub default_stream_broker: sluice_crd::StreamBroker,
@@ -366,6 +373,8 @@ impl RunArgs {
                     .cloned()
                     .collect(),
                 worker_properties: self.kafka_properties.clone(),
+                namespace: self.kafka_namespace.clone(),
+                port: self.kafka_port,
             });
         let leader_election = self.leader_election.then(|| {
             let ns = self
@@ -461,9 +470,11 @@ mod tests {
             "--kafka-property=security.protocol=SASL_SSL",
             "--kafka-secret-properties=sasl.username=sluice;sasl.password=hunter2",
             "--default-stream-broker=kafka",
+            "--kafka-namespace=streaming",
         ]);
         let k = o.config.kafka.clone().unwrap();
         assert_eq!(k.bootstrap_servers, "kafka-0:9092,kafka-1:9092");
+        assert_eq!((k.namespace.as_str(), k.port), ("streaming", 9092));
         assert_eq!(k.properties.len(), 3);
         assert_eq!(k.properties[2], ("sasl.password".into(), "hunter2".into()));
         assert!(

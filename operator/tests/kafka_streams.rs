@@ -79,6 +79,8 @@ fn a_kafka_stream_is_a_topic_with_its_partitions_that_goes_with_it() {
                 bootstrap_servers: kafka_bootstrap(),
                 properties: vec![],
                 worker_properties: vec![],
+                namespace: "kafka".into(),
+                port: 9092,
             }),
             resync: Duration::from_secs(1),
             ..Default::default()

@@ -302,9 +302,21 @@ def check_sets(out: Path) -> int:
     f.check(op_env.get("SLUICE_KAFKA_SECRET_PROPERTIES", {}).get("valueFrom", {}).get("secretKeyRef", {})
             == {"name": "sluice-kafka-credentials", "key": "properties"},
             "production: the Kafka credentials come from a Secret")
-    op_np = one(prod, "NetworkPolicy", by_component("operator"))
-    f.check(any(p.get("port") == 9093 for rule in op_np["spec"]["egress"] for p in rule.get("ports", [])),
-            "production: the operator may reach the Kafka brokers")
+    f.check("--kafka-namespace=kafka" in op_args and "--kafka-port=9093" in op_args,
+            "production: the operator opens tenants' network policies to the Kafka brokers")
+    api = one(prod, "Deployment", by_component("api"))
+    api_args = api["spec"]["template"]["spec"]["containers"][0]["args"]
+    f.check("--kafka-bootstrap-servers=kafka-0.kafka.kafka.svc:9093,kafka-1.kafka.kafka.svc:9093" in api_args
+            and "--kafka-property=security.protocol=SASL_SSL" in api_args,
+            f"production: the API ingests into Kafka, got {api_args}")
+    api_env = {e["name"]: e for e in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    f.check(api_env.get("SLUICE_KAFKA_SECRET_PROPERTIES", {}).get("valueFrom", {}).get("secretKeyRef", {})
+            == {"name": "sluice-kafka-credentials", "key": "properties"},
+            "production: the API's Kafka credentials come from a Secret")
+    for component in ("operator", "api"):
+        np = one(prod, "NetworkPolicy", by_component(component))
+        f.check(any(p.get("port") == 9093 for rule in np["spec"]["egress"] for p in rule.get("ports", [])),
+                f"production: the {component} may reach the Kafka brokers")
     default = render(chart, None, "sluice-system")
     f.check(not any(o["kind"] == "PodDisruptionBudget" and by_component("operator")(o) for o in default),
             "default: a single operator replica has no PodDisruptionBudget")

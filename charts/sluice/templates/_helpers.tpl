@@ -205,6 +205,40 @@ imagePullSecrets:
     - protocol: TCP
       port: {{ .Values.platform.broker.port }}
 {{- end }}
+{{- define "sluice.netpol.kafka" -}}
+{{- if .Values.platform.kafka.bootstrapServers }}
+# The Kafka brokers (Streams on kafka).
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .Values.platform.kafka.namespace }}
+  ports:
+    - protocol: TCP
+      port: {{ .Values.platform.kafka.port }}
+{{- end }}
+{{- end }}
+{{- /*
+Kafka settings of the operator and the API: the bootstrap servers and the properties that are
+not secret as flags, the secret ones from a Secret into SLUICE_KAFKA_SECRET_PROPERTIES.
+*/}}
+{{- define "sluice.kafka.args" -}}
+{{- with .Values.platform.kafka.bootstrapServers }}
+- --kafka-bootstrap-servers={{ . }}
+{{- end }}
+{{- range $k, $v := .Values.platform.kafka.properties }}
+- --kafka-property={{ $k }}={{ $v }}
+{{- end }}
+{{- end }}
+{{- define "sluice.kafka.env" -}}
+{{- if and .Values.platform.kafka.bootstrapServers .Values.platform.kafka.propertiesSecret }}
+# Secret librdkafka properties (SASL credentials), key=value;key=value.
+- name: SLUICE_KAFKA_SECRET_PROPERTIES
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.platform.kafka.propertiesSecret }}
+      key: properties
+{{- end }}
+{{- end }}
 {{- /*
 The broker: identities (NATS operator mode) and TLS, for the operator and the API. Files are
 mounted under /var/run/sluice/broker (identities) and /var/run/sluice/broker-tls/<ca|client|worker>.

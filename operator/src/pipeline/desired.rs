@@ -820,6 +820,8 @@ mod tests {
                     ("sasl.password".into(), "hunter2".into()),
                 ],
                 worker_properties: vec![("security.protocol".into(), "SASL_SSL".into())],
+                namespace: "kafka".into(),
+                port: 9092,
             }),
             ..Default::default()
         };

@@ -261,6 +261,16 @@ fn network_policy(t: &Tenant, cfg: &OperatorConfig) -> NetworkPolicySpec {
             ports: Some(vec![port("TCP", i32::from(cfg.broker_port))]),
         },
     ];
+    if let Some(kafka) = &cfg.kafka {
+        // Routes reading or writing Streams on Kafka.
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(namespace_selector(&kafka.namespace)),
+                ..Default::default()
+            }]),
+            ports: Some(vec![port("TCP", i32::from(kafka.port))]),
+        });
+    }
     if let Some(iso) = &t.spec.isolation {
         egress.extend(iso.extra_egress.iter().filter_map(extra_egress));
     }
@@ -376,6 +386,39 @@ mod tests {
             assert_eq!(o["metadata"]["namespace"], "sluice-acme");
             assert_eq!(o["metadata"]["labels"]["sluice.dev/tenant"], "acme");
         }
+    }
+
+    #[test]
+    fn routes_may_reach_the_kafka_brokers_when_the_platform_has_them() {
+        let t = tenant(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Tenant\nmetadata: {name: t}\nspec: {}\n",
+        );
+        let egress = |cfg: &OperatorConfig| {
+            to_json(&children(&t, cfg).network_policy)["spec"]["egress"]
+                .as_array()
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(egress(&OperatorConfig::default()).len(), 2, "DNS, broker");
+        let cfg = OperatorConfig {
+            kafka: Some(crate::config::KafkaConfig {
+                bootstrap_servers: "kafka-0.streaming:9093".into(),
+                properties: vec![],
+                worker_properties: vec![],
+                namespace: "streaming".into(),
+                port: 9093,
+            }),
+            ..Default::default()
+        };
+        let rules = egress(&cfg);
+        assert_eq!(rules.len(), 3, "DNS, broker, Kafka");
+        assert_eq!(
+            rules[2],
+            json!({
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "streaming"}}}],
+                "ports": [{"protocol": "TCP", "port": 9093}]
+            })
+        );
     }
 
     #[test]
