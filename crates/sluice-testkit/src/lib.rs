@@ -11,11 +11,12 @@
 //! what the chart grants.
 //!
 //! [`nats::OperatorModeNats`] runs a nats-server in operator mode for tests of tenant
-//! accounts.
+//! accounts; [`kafka`] reaches the Kafka-protocol broker of the tests.
 //!
-//! It depends only on kubesim, sluice-crd and sluice-broker, so any crate may dev-depend on it
-//! without a cycle.
+//! It depends only on kubesim, sluice-crd and sluice-broker (and librdkafka), so any crate may
+//! dev-depend on it without a cycle.
 
+pub mod kafka;
 pub mod nats;
 
 use kubesim::{Cluster, Server};

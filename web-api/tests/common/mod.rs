@@ -189,6 +189,24 @@ impl TestApp {
         config: Config,
         js: Option<async_nats::jetstream::Context>,
     ) -> TestApp {
+        Self::start_brokers(db, oidc, config, js, None).await
+    }
+
+    /// The API with ingest to the test NATS server and to the tests' Kafka-protocol broker.
+    pub async fn start_kafka(db: Db, config: Config) -> TestApp {
+        let kafka =
+            sluice_api::ingest::kafka::KafkaIngest::new(&sluice_testkit::kafka::bootstrap(), &[])
+                .expect("Kafka producer");
+        Self::start_brokers(db, None, config, Some(jetstream().await), Some(kafka)).await
+    }
+
+    async fn start_brokers(
+        db: Db,
+        oidc: Option<Oidc>,
+        config: Config,
+        js: Option<async_nats::jetstream::Context>,
+        kafka: Option<sluice_api::ingest::kafka::KafkaIngest>,
+    ) -> TestApp {
         let cluster = kubesim::Cluster::new();
         for crd in sluice_crd::crds() {
             cluster
@@ -208,6 +226,7 @@ impl TestApp {
             .auth_store(auth_store)
             .oidc(oidc)
             .jetstream(js)
+            .kafka(kafka)
             .build()
             .unwrap();
         let admin = sluice_api::bootstrap_token(&state)
