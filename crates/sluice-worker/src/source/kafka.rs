@@ -276,6 +276,10 @@ impl KafkaSource {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", reset)
+            // A replica that died without leaving is out of the group after 10 s, and its
+            // partitions go to the others.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "3000")
             .create_with_context(context)
             .map_err(|e| SourceError(format!("kafka consumer: {e}")))?;
         consumer
