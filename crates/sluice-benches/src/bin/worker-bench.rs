@@ -17,6 +17,11 @@
 //! the route), and the baseline as a route user of its own with the same permissions for its
 //! consumer and subject. So the baseline is authenticated too, and the ratio shows what the
 //! worker costs, not what authentication costs.
+//!
+//! With `--kafka`, the same comparison runs Kafka topic to Kafka topic (`kafka` module).
+
+#[path = "worker-bench/kafka.rs"]
+mod kafka;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
@@ -45,6 +50,12 @@ struct Args {
     /// account (`--url` is then ignored).
     #[arg(long)]
     broker_auth: bool,
+    /// Move the events Kafka topic to Kafka topic instead, at `--kafka-bootstrap`.
+    #[arg(long)]
+    kafka: bool,
+    /// Kafka-protocol broker of `--kafka`.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_bootstrap: String,
 }
 
 fn cpu_seconds() -> f64 {
@@ -373,6 +384,9 @@ async fn secured(suffix: &str) -> anyhow::Result<Setup> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.kafka {
+        return kafka::bench(&args.kafka_bootstrap, args.events, args.only.as_deref()).await;
+    }
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let setup = if args.broker_auth {
         secured(&suffix).await?
