@@ -7,7 +7,8 @@
 //!
 //! `sluice dev` starts its own `nats-server` (on a free port), in operator mode as in
 //! production: the route runs as its own broker user, from the credentials Secret the operator
-//! wrote, and an anonymous client is refused.
+//! wrote, and an anonymous client is refused. With `--kafka` at the test command's
+//! Kafka-protocol broker, a Stream on Kafka gets its topic and ingest writes to it.
 //!
 //! Needs `kubectl` and `nats-server` on PATH; builds `sluice-worker` into the same target
 //! directory first.
@@ -76,6 +77,12 @@ impl Dev {
             .arg("--worker-bin")
             .arg(worker)
             .args(["--nats-port", &nats_port.to_string()])
+            // The Kafka-protocol broker the test command starts.
+            .arg("--kafka")
+            .arg(
+                std::env::var("SLUICE_TEST_KAFKA_BOOTSTRAP")
+                    .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+            )
             .env_remove("NATS_URL")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -439,6 +446,31 @@ fn sluice_dev_runs_the_examples_end_to_end_and_resumes_after_a_restart() {
     let (status, answer) = http("POST", &ingest, &producer, events);
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["accepted"], 4, "{answer}");
+
+    // With --kafka, a Stream on Kafka gets its topic, and ingest writes to it.
+    apply(
+        &dev,
+        &kubeconfig,
+        &format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Stream\nmetadata: {{name: payments, namespace: {ns}}}\nspec: {{broker: kafka, partitions: 2}}\n"
+        ),
+    );
+    wait_jsonpath(
+        &dev,
+        &kubeconfig,
+        &["get", "stream", "payments", "-n", &ns],
+        "{.status.topic}",
+        &format!("sluice.{tenant}.payments"),
+        Duration::from_secs(60),
+    );
+    let (status, answer) = http(
+        "POST",
+        &format!("{api}/v1/tenants/{tenant}/streams/payments/events"),
+        &producer,
+        json!({"id": "p-1"}),
+    );
+    assert_eq!(status, 202, "ingest into the Kafka stream: {answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
 
     // Filtered (amount > 100) and projected (id, customerId, amount) into the file sink.
     let sink = data.join(format!("files/{ns}/tmp/large-orders.ndjson"));

@@ -42,6 +42,7 @@ impl WebApi {
         client: kube::Client,
         nats_url: &str,
         ingest_seed: Option<String>,
+        kafka: Option<&str>,
     ) -> Result<WebApi, DevError> {
         let dir = data.api();
         std::fs::create_dir_all(&dir).map_err(DevError::io(&dir))?;
@@ -77,6 +78,12 @@ impl WebApi {
         )
         .jetstream(jetstream)
         .tenant_accounts(accounts)
+        .kafka(
+            kafka
+                .map(|k| sluice_api::ingest::kafka::KafkaIngest::new(k, &[]))
+                .transpose()
+                .map_err(DevError::Api)?,
+        )
         .build()
         .map_err(|e| DevError::Api(e.to_string()))?;
         let bootstrap_token = sluice_api::bootstrap_token(&state)

@@ -63,6 +63,11 @@ pub struct DevArgs {
     /// The `sluice-worker` binary; by default the one next to this executable, then PATH.
     #[arg(long, env = "SLUICE_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
+    /// A Kafka-protocol broker already running (`host:port[,host:port…]`) for Streams on
+    /// `kafka`: the operator makes their topics there, ingest writes to them and routes read and
+    /// write them. Unset: Streams on `kafka` are refused (`BrokerRefused`).
+    #[arg(long = "kafka", env = "SLUICE_DEV_KAFKA", value_name = "BOOTSTRAP")]
+    pub kafka: Option<String>,
 }
 
 /// Runs `sluice dev` until Ctrl-C or SIGTERM.
@@ -154,6 +159,7 @@ async fn run_with(
         client.clone(),
         &nats.url,
         nats.bootstrap.as_ref().map(|b| b.ingest_seed()),
+        args.kafka.as_deref(),
     )
     .await?;
 
@@ -178,6 +184,17 @@ async fn run_with(
                         Some(b.ingest.public_key()),
                     )
                 }),
+                // No network policies are enforced here: namespace and port are for show.
+                kafka: args
+                    .kafka
+                    .clone()
+                    .map(|bootstrap| sluice_operator::config::KafkaConfig {
+                        bootstrap_servers: bootstrap,
+                        properties: vec![],
+                        worker_properties: vec![],
+                        namespace: "kafka".into(),
+                        port: 9092,
+                    }),
                 ..Default::default()
             },
             metrics_addr: None,
@@ -209,7 +226,14 @@ async fn run_with(
     // everything runs, so a SIGTERM sent as soon as it is printed stops `sluice dev` cleanly.
     let mut shutdown = std::pin::pin!(shutdown_signal());
     let _ = futures::poll!(shutdown.as_mut());
-    print_banner(data, &server.url(), &api, nats, worker_bin);
+    print_banner(
+        data,
+        &server.url(),
+        &api,
+        nats,
+        worker_bin,
+        args.kafka.as_deref(),
+    );
 
     let outcome = tokio::select! {
         _ = shutdown => Ok(()),
@@ -254,6 +278,7 @@ fn print_banner(
     api: &api::WebApi,
     nats: &nats::Nats,
     worker_bin: &Path,
+    kafka: Option<&str>,
 ) {
     let root = data.root().display();
     let nats_note = match nats.origin {
@@ -278,6 +303,10 @@ fn print_banner(
     );
     println!("  REST API:       {}", api.url);
     println!("  NATS:           {} ({nats_note})", nats.url);
+    match kafka {
+        Some(k) => println!("  Kafka:          {k} (Streams with spec.broker: kafka)"),
+        None => println!("  Kafka:          none (--kafka host:port for Streams on Kafka)"),
+    }
     println!(
         "  workers:        {} (logs in {root}/logs, file sinks under {root}/files/<namespace>/)",
         worker_bin.display()
