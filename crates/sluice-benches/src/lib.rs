@@ -120,21 +120,24 @@ impl RunningApi {
         client: kube::Client,
         jetstream: Option<async_nats::jetstream::Context>,
     ) -> anyhow::Result<Self> {
-        Self::start_with(config, store, client, jetstream, None).await
+        Self::start_with(config, store, client, jetstream, None, None).await
     }
 
-    /// [`RunningApi::start`], ingesting into tenant accounts when `tenant_accounts` is given.
+    /// [`RunningApi::start`], ingesting into tenant accounts when `tenant_accounts` is given,
+    /// and into Kafka streams with `kafka`.
     pub async fn start_with(
         config: Config,
         store: Store,
         client: kube::Client,
         jetstream: Option<async_nats::jetstream::Context>,
         tenant_accounts: Option<sluice_api::ingest::broker::TenantAccounts>,
+        kafka: Option<sluice_api::ingest::kafka::KafkaIngest>,
     ) -> anyhow::Result<Self> {
         let secret = uuid::Uuid::new_v4().to_string() + &uuid::Uuid::new_v4().to_string();
         let state = ApiServer::new(config, store, Kube::new(client), secret.as_bytes())
             .jetstream(jetstream)
             .tenant_accounts(tenant_accounts)
+            .kafka(kafka)
             .build()?;
         let admin_token = sluice_api::bootstrap_token(&state)
             .await?

@@ -14,6 +14,11 @@
 //!
 //! Then a micro-benchmark of the token bucket alone. Streams are deleted at the end.
 //!
+//! With `--kafka host:port`, two more phases run against a Kafka-protocol broker: a bare
+//! rdkafka producer (idempotent, `acks=all`, each batch's acknowledgements awaited) writing to
+//! a topic, and the API ingesting into a Stream on Kafka backed by another topic of the same
+//! broker (a tenant without an ingest quota).
+//!
 //! With `--broker-auth`, the same phases run against a nats-server in operator mode that the
 //! benchmark starts (from `PATH`): each tenant has its own account, the API publishes as a
 //! user of the ingest key, and the baseline producer connects as the tenant's ingest user, so
@@ -36,6 +41,9 @@ use sluice_api::ingest::limiter::{RateLimiter, Rates};
 use sluice_core::{names, subjects};
 use sluice_operator::accounts::{Accounts, BrokerAuth};
 use sluice_testkit::nats::OperatorModeNats;
+
+#[path = "ingest-bench/kafka.rs"]
+mod kafka;
 
 #[derive(Parser)]
 #[command(about = "Measures ingest through the Sluice API against a bare JetStream producer")]
@@ -68,6 +76,10 @@ struct Args {
     /// the API authenticated); `--nats-url` is then ignored.
     #[arg(long)]
     broker_auth: bool,
+    /// A Kafka-protocol broker: also measure ingest into a Stream on Kafka against a bare
+    /// rdkafka producer.
+    #[arg(long)]
+    kafka: Option<String>,
     /// Calls of the token-bucket micro-benchmark.
     #[arg(long, default_value_t = 5_000_000)]
     bucket_calls: u64,
@@ -308,6 +320,11 @@ async fn main() -> anyhow::Result<()> {
         client.clone(),
         shared_js.clone(),
         tenant_accounts,
+        args.kafka
+            .as_deref()
+            .map(|k| sluice_api::ingest::kafka::KafkaIngest::new(k, &[]))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     )
     .await?;
     let (base, admin_token) = (api.base.clone(), api.admin_token.clone());
@@ -417,6 +434,13 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    let on_kafka = match &args.kafka {
+        Some(bootstrap) => {
+            Some(kafka::setup(bootstrap, &http, &base, &admin_token, &client, suffix).await?)
+        }
+        None => None,
+    };
+
     let data = Arc::new(batches(16, args.batch, args.event_bytes));
     let avg = data[0].1.iter().map(|e| e.len()).sum::<usize>() as f64 / args.batch as f64;
     println!(
@@ -484,12 +508,40 @@ async fn main() -> anyhow::Result<()> {
                 100.0 * p.eps() / base_phase.eps()
             );
         }
+        if let Some(k) = &on_kafka {
+            // Against its own baseline: the bare producer to the same broker.
+            let raw = kafka::baseline(k, data.clone(), &args).await;
+            let through = through_api(
+                http.clone(),
+                k.url.clone(),
+                k.token.clone(),
+                data.clone(),
+                &args,
+            )
+            .await;
+            for (name, p) in [
+                ("Kafka baseline (rdkafka, acks=all)", &raw),
+                ("API into a Stream on Kafka", &through),
+            ] {
+                println!(
+                    "| {round} | {name} | {} | {} | {:.0} | {:.1} | {:.0}% of the Kafka baseline |",
+                    p.events,
+                    p.errors,
+                    p.eps(),
+                    p.mbps(),
+                    100.0 * p.eps() / raw.eps()
+                );
+            }
+        }
     }
 
     println!("\n| token bucket | calls | per request | per event | |\n|---|---|---|---|---|");
     bucket_micro(args.bucket_calls);
 
     api.stop().await?;
+    if let (Some(k), Some(bootstrap)) = (&on_kafka, &args.kafka) {
+        kafka::cleanup(bootstrap, k).await;
+    }
     for (js, name) in broker_streams {
         let _ = js.delete_stream(&name).await;
     }
