@@ -245,6 +245,41 @@ async fn through_api(
     .await
 }
 
+/// Creates `tenant` with `quota` through the API, its namespace (standing for the operator),
+/// and a producer token of it, which it returns.
+async fn tenant_with_producer(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    kube: &kube::Client,
+    tenant: &str,
+    quota: serde_json::Value,
+) -> anyhow::Result<String> {
+    let res = http
+        .post(format!("{base}/v1/tenants"))
+        .bearer_auth(admin)
+        .json(&json!({"name": tenant, "spec": {"quota": quota}}))
+        .send()
+        .await?;
+    if res.status() != 201 {
+        bail!("tenant create: {} {}", res.status(), res.text().await?);
+    }
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": names::tenant_namespace(tenant)}}))?;
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone())
+        .create(&Default::default(), &ns)
+        .await?;
+    let token: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/{tenant}/tokens"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "producer", "role": "producer"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(token["token"].as_str().context("token")?.to_string())
+}
+
 fn bucket_micro(calls: u64) {
     let l = RateLimiter::new();
     let rates = Rates {
@@ -346,30 +381,8 @@ async fn main() -> anyhow::Result<()> {
         ),
     ] {
         let tenant = format!("bench-{kind}-{suffix}");
-        let res = http
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"name": tenant, "spec": {"quota": quota}}))
-            .send()
-            .await?;
-        if res.status() != 201 {
-            bail!("tenant create: {} {}", res.status(), res.text().await?);
-        }
-        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
-            json!({"metadata": {"name": names::tenant_namespace(&tenant)}}),
-        )?;
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
-            .create(&Default::default(), &ns)
-            .await?;
-        let token: serde_json::Value = http
-            .post(format!("{base}/v1/tenants/{tenant}/tokens"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"name": "producer", "role": "producer"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let token = token["token"].as_str().context("token")?.to_string();
+        let token =
+            tenant_with_producer(&http, &base, &admin_token, &client, &tenant, quota).await?;
         let res = http
             .post(format!("{base}/v1/tenants/{tenant}/streams"))
             .bearer_auth(&admin_token)

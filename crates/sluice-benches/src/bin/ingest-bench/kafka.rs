@@ -1,8 +1,8 @@
 //! The Kafka phases of `ingest-bench`: a tenant with a Stream on Kafka (its topic made and its
 //! status set as the operator would), and a bare rdkafka producer as the baseline.
 
-use super::{Args, Phase, run};
-use anyhow::{Context, bail};
+use super::{Args, Phase, run, tenant_with_producer};
+use anyhow::bail;
 use bytes::Bytes;
 use kube::api::{Api, Patch, PatchParams};
 use rdkafka::ClientConfig;
@@ -42,29 +42,7 @@ pub async fn setup(
     suffix: &str,
 ) -> anyhow::Result<OnKafka> {
     let tenant = format!("bench-kafka-{suffix}");
-    let res = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(admin)
-        .json(&json!({"name": tenant, "spec": {}}))
-        .send()
-        .await?;
-    if res.status() != 201 {
-        bail!("tenant create: {} {}", res.status(), res.text().await?);
-    }
-    let ns: k8s_openapi::api::core::v1::Namespace =
-        serde_json::from_value(json!({"metadata": {"name": names::tenant_namespace(&tenant)}}))?;
-    Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone())
-        .create(&Default::default(), &ns)
-        .await?;
-    let token: serde_json::Value = http
-        .post(format!("{base}/v1/tenants/{tenant}/tokens"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "producer", "role": "producer"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["token"].as_str().context("token")?.to_string();
+    let token = tenant_with_producer(http, base, admin, kube, &tenant, json!({})).await?;
     let res = http
         .post(format!("{base}/v1/tenants/{tenant}/streams"))
         .bearer_auth(admin)
